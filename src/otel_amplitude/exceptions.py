@@ -1,0 +1,25 @@
+"""The exceptions otel-amplitude raises, rooted at one class so callers catch at the level they need.
+
+Messages name the thing, the bad value (never a secret) and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "InvalidEventError", "OtelAmplitudeError"]
+
+
+class OtelAmplitudeError(Exception):
+    """Root of every exception raised by otel-amplitude."""
+
+
+class ConfigError(OtelAmplitudeError, ValueError):
+    """A setting (an environment variable or a ``Settings`` argument) has a value that cannot work."""
+
+
+class InvalidEventError(OtelAmplitudeError, ValueError):
+    """An event cannot be sent as given: ``field`` says which part, ``reason`` why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid Amplitude event: {field}: {reason}")
+        self.field = field
+        self.reason = reason
