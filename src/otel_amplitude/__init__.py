@@ -1,0 +1,24 @@
+"""otel-amplitude: what your service already emits, delivered to Amplitude in the background.
+
+OpenTelemetry spans and log records, stdlib ``logging`` records and structlog events become
+Amplitude events, batched per user and device, retried without duplicates, US or EU.
+"""
+
+from __future__ import annotations
+
+from ._client import Client, default_client
+from ._settings import Settings
+from ._stats import Stats
+from ._version import __version__
+from .exceptions import ConfigError, InvalidEventError, OtelAmplitudeError
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "InvalidEventError",
+    "OtelAmplitudeError",
+    "Settings",
+    "Stats",
+    "__version__",
+    "default_client",
+]

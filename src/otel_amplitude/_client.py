@@ -1,0 +1,261 @@
+"""``Client``: the one delivery pipeline every integration feeds.
+
+The caller's side is deliberately tiny: ``submit`` appends to a deque and returns. It takes no
+lock, does no I/O and calls nothing that releases the GIL, so it never waits on the background
+threads. Everything else happens in the dispatcher (see ``_dispatcher``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from ._clock import Clock, SystemClock
+from ._dispatcher import DeadLetterCallback, Dispatcher
+from ._event import Event
+from ._settings import Settings
+from ._stats import Stats
+from ._validate import make_event
+from .exceptions import ConfigError
+
+__all__ = ["Client", "default_client"]
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+class Client:
+    """Batches events per user and device and delivers them to Amplitude in the background.
+
+    One client serves a whole process; integrations use :func:`default_client` unless given
+    one. Threads start on the first event, stop at :meth:`shutdown` or at interpreter exit
+    (bounded by ``AMPLITUDE_SHUTDOWN_TIMEOUT_MS``), and start afresh in a forked child, which
+    never resends its parent's events.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        on_dead_letter: DeadLetterCallback | None = None,
+    ) -> None:
+        settings = settings if settings is not None else Settings.from_env()
+        if settings.enabled and not settings.api_key:
+            raise ConfigError(
+                "AMPLITUDE_API_KEY is required to send events: set it to your Amplitude "
+                "project's API key, or set AMPLITUDE_ENABLED=false to run without sending"
+            )
+        self._settings = settings
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._on_dead_letter = on_dead_letter
+        self._closed = False
+        self._new_pipeline()
+        _clients.add(self)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Client:
+        """A client configured from ``AMPLITUDE_*`` environment variables."""
+        return cls(Settings.from_env(environ), **kwargs)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def _new_pipeline(self) -> None:
+        """Fresh state and no threads: at construction, and in a forked child."""
+        self._dispatcher = Dispatcher(
+            self._settings, self._clock, on_dead_letter=self._on_dead_letter
+        )
+        self._inbound = self._dispatcher.inbound
+        self._wake = self._dispatcher.wake
+        self._inbound_limit = self._settings.max_buffered_events
+        self._wake_at = self._settings.flush_max_events
+        self._refusal = "shutdown" if self._closed else "disabled"
+        self._accepting = self._settings.enabled and not self._closed
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def track(
+        self,
+        event_type: str,
+        *,
+        user_id: str | None = None,
+        device_id: str | None = None,
+        event_properties: Mapping[str, Any] | None = None,
+        user_properties: Mapping[str, Any] | None = None,
+        time: Any = None,
+        insert_id: str | None = None,
+        **amplitude_fields: Any,
+    ) -> str:
+        """Validate an event and queue it for delivery; return its ``insert_id``.
+
+        ``amplitude_fields`` are Amplitude's other top-level fields (``session_id``,
+        ``app_version``, ``platform``, ``revenue``, ...). Raises :class:`InvalidEventError`
+        naming the field when the event cannot be sent; never blocks.
+        """
+        event = make_event(
+            event_type,
+            user_id=user_id,
+            device_id=device_id,
+            time=time,
+            insert_id=insert_id,
+            event_properties=event_properties,
+            user_properties=user_properties,
+            fields=amplitude_fields or None,
+            min_id_length=self._settings.min_id_length,
+        )
+        self.submit(event)
+        return event.insert_id
+
+    def submit(self, event: Event) -> None:
+        """Queue a validated event: an O(1) append, no lock, no I/O, never a wait."""
+        if not self._started:
+            self._start()
+        inbound = self._inbound
+        if len(inbound) >= self._inbound_limit:
+            inbound.append("overflow")  # counted as dropped by the dispatcher
+            return
+        inbound.append(event if self._accepting else self._refusal)
+        if len(inbound) == self._wake_at:
+            self._wake.set()  # a full batch is waiting: no need to wait for the flush interval
+
+    def discard(self, reason: str) -> None:
+        """Count an event an integration could not submit (``no_identity``, ...) as dropped."""
+        if not self._started:
+            self._start()
+        self._inbound.append(reason)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            if not self._closed:
+                self._dispatcher.start()
+                _register_exit_hook()
+            self._started = True
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything submitted so far; True when all of it reached a final state in time.
+
+        Final means accepted, rejected, dropped or dead-lettered. A throttled user's events wait
+        out their pause, so a flush shorter than the pause returns False and keeps them.
+        ``timeout`` is in seconds of real time; None waits as long as it takes.
+        """
+        if not self._started or self._closed:
+            return not self._inbound or self._closed
+        barrier = self._dispatcher.request_flush()
+        return barrier.done.wait(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush within ``timeout`` seconds (default ``AMPLITUDE_SHUTDOWN_TIMEOUT_MS``), then stop.
+
+        Events still undelivered at the deadline are dead-lettered (counted, and handed to
+        ``on_dead_letter``). Later calls do nothing; later events are counted as dropped.
+        """
+        with self._start_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._accepting = False
+            self._refusal = "shutdown"
+            started = self._started
+            self._started = True
+        if timeout is None:
+            timeout = self._settings.shutdown_timeout_ms / 1000.0
+        deadline = time.monotonic() + timeout
+        if started:
+            self.flush(timeout)
+            self._dispatcher.stop(deadline)
+        else:
+            self._dispatcher.mark_closed()
+
+    def stats(self) -> Stats:
+        """A consistent snapshot of the pipeline's counters (cheap; safe to poll)."""
+        return self._dispatcher.snapshot()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (
+            f"Client(url={s.ingestion_url!r}, started={self._started}, closed={self._closed})"
+        )
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads do not exist here and its locks may be held: start clean, and
+        # leave the parent's buffered events to the parent.
+        self._new_pipeline()
+
+
+# -- process-wide ---------------------------------------------------------------------------
+
+_default_client: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The process-wide client, built from the environment on first use."""
+    global _default_client  # noqa: PLW0603 - one lazily built client per process, by design
+    client = _default_client
+    if client is None:
+        with _default_lock:
+            client = _default_client
+            if client is None:
+                client = _default_client = Client.from_env()
+    return client
+
+
+def _register_exit_hook() -> None:
+    global _exit_hook_registered  # noqa: PLW0603 - registered once per process
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(_shutdown_all)
+            _exit_hook_registered = True
+
+
+def _shutdown_all() -> None:
+    """At exit: flush every live client at once, all within the longest shutdown timeout."""
+    clients = [c for c in list(_clients) if c._started and not c._closed]
+    if not clients:
+        return
+    budget = max(c.settings.shutdown_timeout_ms for c in clients) / 1000.0
+    deadline = time.monotonic() + budget
+    barriers = [c._dispatcher.request_flush() for c in clients]
+    for barrier in barriers:
+        barrier.done.wait(max(0.0, deadline - time.monotonic()))
+    for client in clients:
+        client.shutdown(max(0.0, deadline - time.monotonic()))
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock  # noqa: PLW0603 - a lock held at fork time is useless in the child
+    _default_lock = threading.Lock()
+    for client in list(_clients):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,646 @@
+"""The dispatcher: owns every buffered event and decides what is sent when.
+
+Data flows one way. Callers append to ``inbound`` (a deque: O(1), no lock, no I/O). The
+dispatcher thread drains it in short slices into per-partition FIFOs, forms requests from ready
+partitions, hands them to the sender threads, and applies their outcomes: accepted, rejected,
+dropped, or back to the front of the partition for another try. All of that state is touched
+only under ``lock``, held for one slice at a time, so ``stats()`` is a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._backoff import Backoff
+from ._clock import Clock
+from ._event import Event, to_wire
+from ._log import RateLimitedLog, mark_library_thread
+from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
+from ._response import Action, Verdict
+from ._sender import BATCH_MAX_BYTES, HTTPAPI_MAX_BYTES, Delivery, Transport, deliver
+from ._settings import Settings
+from ._stats import Counters, Stats
+
+__all__ = ["Barrier", "DeadLetterCallback", "Dispatcher"]
+
+#: A function given the wire form of events that could not be delivered, and why.
+DeadLetterCallback = Callable[[list[dict[str, Any]], str], None]
+
+#: Most items moved from ``inbound`` in one slice: bounds how long the lock and the GIL are held.
+_SLICE = 2_048
+#: How long delivery stays paused after Amplitude refused the API key, before one probe request.
+HOLD_SECONDS = 60.0
+
+
+@dataclass(slots=True, eq=False)
+class Barrier:
+    """A flush: done once every event submitted before it reached a terminal state."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    target: int = 0  # the dispatcher's drained count that covers every event before it
+    epoch: int = -1  # set when sealed: every earlier event has an epoch <= this one
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    number: int
+    events: list[Event]
+    partitions: list[Partition]
+
+
+class Dispatcher:
+    """One client's pipeline state and the threads that move it (started lazily)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        *,
+        on_dead_letter: DeadLetterCallback | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.inbound: deque[Event | str] = deque()
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.counters = Counters()
+        self.closed = False
+
+        self._on_dead_letter = on_dead_letter
+        self._rng = rng or random.Random()
+        self._backoff = Backoff()
+        self._batch = settings.flush_max_events
+        self._interval = settings.flush_interval_ms / 1000.0
+        self._capacity = settings.partition_capacity
+        self._max_buffered = settings.max_buffered_events
+        self._drop_oldest = settings.overflow == "drop_oldest"
+        self._url = settings.ingestion_url
+        self._max_bytes = BATCH_MAX_BYTES if settings.use_batch else HTTPAPI_MAX_BYTES
+        self._log = RateLimitedLog(clock.monotonic)
+
+        self._partitions: dict[str, Partition] = {}
+        self._ready: deque[Partition] = deque()
+        self._ready_events = 0
+        self._waiting: list[tuple[float, int, Partition]] = []
+        self._sequence = itertools.count()
+        self._paused_users: dict[str, float] = {}
+        self._paused_devices: dict[str, float] = {}
+        self._arrivals: deque[Partition] = deque(maxlen=self._max_buffered)
+        self._buffered = 0
+        self._in_flight = 0
+        self._epoch = 0
+        self._outstanding: dict[int, int] = {}
+        self._barriers: deque[Barrier] = deque()  # appended by flush(), popped here
+        self._unsealed: deque[Barrier] = deque()
+        self._sealed: list[Barrier] = []
+        self._due = False
+        self._next_tick = clock.monotonic() + self._interval
+        self._hold_until = 0.0
+        self._requests_out = 0
+        self._request_numbers = itertools.count(1)
+        self._results: deque[tuple[_Request, Delivery]] = deque()
+        self._outbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._dead: list[tuple[list[Event], str]] = []
+        self._stopping = False
+        self._stop_deadline: float | None = None
+        self._threads: list[threading.Thread] = []
+        self._transport: Transport | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatcher thread and, when delivery is enabled, the sender threads."""
+        if self.settings.enabled:
+            self._transport = Transport(
+                timeout_s=self.settings.timeout_ms / 1000.0, maxsize=self.settings.senders
+            )
+            for n in range(self.settings.senders):
+                sender = threading.Thread(
+                    target=self._send_loop, name=f"otel_amplitude.sender-{n}", daemon=True
+                )
+                self._threads.append(sender)
+        dispatcher = threading.Thread(
+            target=self._run, name="otel_amplitude.dispatcher", daemon=True
+        )
+        self._threads.append(dispatcher)
+        for thread in self._threads:
+            thread.start()
+
+    def request_flush(self) -> Barrier:
+        """Ask for everything submitted so far to be sent now; wait on the returned barrier."""
+        barrier = Barrier()
+        self._barriers.append(barrier)
+        self.wake.set()
+        return barrier
+
+    def stop(self, deadline: float) -> None:
+        """Stop at ``deadline`` (``time.monotonic()`` seconds): what is left is dead-lettered."""
+        with self.lock:
+            self._stopping = True
+            self._stop_deadline = deadline
+        self.wake.set()
+        dispatcher, senders = self._threads[-1:], self._threads[:-1]
+        for thread in dispatcher:
+            thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        for _ in senders:
+            self._outbox.put(None)
+        for thread in senders:
+            thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+        if self._transport is not None:
+            self._transport.close()
+        with self.lock:
+            self.closed = True
+            self._drain_closed()
+
+    def mark_closed(self) -> None:
+        """Close a dispatcher that never started: nothing to stop, nothing will be sent."""
+        with self.lock:
+            self.closed = True
+            self._drain_closed()
+
+    # -- the dispatcher thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        mark_library_thread()
+        while True:
+            self.wake.clear()
+            with self.lock:
+                now = self.clock.monotonic()
+                self._apply_results(now)
+                more = self._drain(now)
+                self._wake_waiting(now)
+                if not self._stopping:
+                    self._dispatch(now)
+                self._check_barriers()
+                finished = self._stopping and self._finish_stopping()
+                timeout = self._next_timeout(now)
+                dead, self._dead = self._dead, []
+            self._report_dead(dead)
+            if finished:
+                return
+            if more:
+                time.sleep(0)  # a slice is done: let application threads run
+                continue
+            self.clock.wait(self.wake, timeout)
+
+    def _finish_stopping(self) -> bool:
+        """While stopping: wait for requests out until the deadline, then dead-letter the rest."""
+        assert self._stop_deadline is not None
+        if self._requests_out and time.monotonic() < self._stop_deadline:
+            return False
+        for partition in self._partitions.values():
+            if partition.events:
+                self._dead_letter(list(partition.events), "shutdown")
+                self._buffered -= len(partition.events)
+                partition.events.clear()
+        self._partitions.clear()
+        self._ready.clear()
+        self._ready_events = 0
+        self._waiting.clear()
+        if self._requests_out:
+            # Requests still on the wire at the deadline: their outcome will not be known.
+            self._abandon_in_flight()
+        self._check_barriers()
+        return True
+
+    def _abandon_in_flight(self) -> None:
+        self._results.clear()
+        self.counters.dead_letter("shutdown", self._in_flight)
+        self._in_flight = 0
+        self._outstanding.clear()
+        self._requests_out = 0
+
+    def _next_timeout(self, now: float) -> float | None:
+        if self._stopping:
+            return 0.01
+        deadlines: list[float] = []
+        if self._buffered:
+            deadlines.append(self._next_tick)
+        if self._waiting:
+            deadlines.append(self._waiting[0][0])
+        if self._hold_until > now:
+            deadlines.append(self._hold_until)
+        if not deadlines:
+            return self._interval
+        return max(0.0005, min(deadlines) - now)
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def _drain(self, now: float) -> bool:
+        """Move one slice of ``inbound`` into partitions; True when more is waiting."""
+        inbound = self.inbound
+        counters = self.counters
+        while self._barriers:
+            barrier = self._barriers.popleft()
+            barrier.target = counters.drained + len(inbound)
+            self._unsealed.append(barrier)
+        self._seal_barriers()
+        count = min(len(inbound), _SLICE)
+        for _ in range(count):
+            item = inbound.popleft()
+            counters.drained += 1
+            if item.__class__ is str:
+                counters.drop(item)  # type: ignore[arg-type]
+            else:
+                self._admit(item, now)  # type: ignore[arg-type]
+            if self._unsealed and counters.drained >= self._unsealed[0].target:
+                self._seal_barriers()
+        return bool(inbound)
+
+    def _seal_barriers(self) -> None:
+        while self._unsealed and self.counters.drained >= self._unsealed[0].target:
+            barrier = self._unsealed.popleft()
+            barrier.epoch = self._epoch
+            self._epoch += 1
+            self._sealed.append(barrier)
+
+    def _admit(self, event: Event, now: float) -> None:
+        key = event.device_id if event.device_id is not None else event.user_id
+        assert key is not None
+        partition = self._partitions.get(key)
+        if partition is None:
+            partition = self._partitions[key] = Partition(key)
+        if len(partition.events) >= self._capacity or (
+            self._buffered + self._in_flight >= self._max_buffered
+        ):
+            if not self._make_room(partition):
+                self.counters.drop("overflow")
+                if partition.state == IDLE and not partition.events:
+                    del self._partitions[key]
+                return
+        event.epoch = self._epoch
+        self._outstanding[self._epoch] = self._outstanding.get(self._epoch, 0) + 1
+        partition.events.append(event)
+        self._buffered += 1
+        if self._drop_oldest:
+            self._arrivals.append(partition)
+        if partition.state == READY:
+            self._ready_events += 1
+        elif partition.state == IDLE:
+            self._schedule(partition, now)
+
+    def _make_room(self, partition: Partition) -> bool:
+        """Apply the overflow policy for an event arriving at ``partition``; True if it fits now."""
+        if not self._drop_oldest:
+            return False
+        if len(partition.events) >= self._capacity:
+            victim: Partition | None = partition
+        else:
+            victim = None
+            while self._arrivals:
+                candidate = self._arrivals.popleft()
+                if candidate.events and self._partitions.get(candidate.key) is candidate:
+                    victim = candidate
+                    break
+            if victim is None and partition.events:
+                victim = partition
+        if victim is None or not victim.events:
+            return False
+        oldest = victim.events.popleft()
+        self._buffered -= 1
+        if victim.state == READY:
+            self._ready_events -= 1
+        self.counters.drop("overflow")
+        self._finish(oldest)
+        return True
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _schedule(self, partition: Partition, now: float) -> None:
+        """Put an idle partition where it belongs: gone, ready, or waiting for its time."""
+        if not partition.events:
+            partition.state = IDLE
+            self._partitions.pop(partition.key, None)
+        elif partition.not_before > now:
+            partition.state = WAITING
+            heapq.heappush(self._waiting, (partition.not_before, next(self._sequence), partition))
+        else:
+            partition.state = READY
+            self._ready.append(partition)
+            self._ready_events += len(partition.events)
+
+    def _wake_waiting(self, now: float) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            _, _, partition = heapq.heappop(waiting)
+            if partition.state == WAITING:
+                partition.state = IDLE
+                self._schedule(partition, now)
+                self._due = True  # events that waited for their time go out at once
+
+    def _paused_until(self, event: Event, now: float) -> float:
+        """When the pause on this event's user or device ends (0: not paused)."""
+        until = 0.0
+        if event.user_id is not None and self._paused_users:
+            u = self._paused_users.get(event.user_id, 0.0)
+            if u > now:
+                until = u
+            elif u:
+                del self._paused_users[event.user_id]
+        if event.device_id is not None and self._paused_devices:
+            d = self._paused_devices.get(event.device_id, 0.0)
+            if d > now:
+                until = max(until, d)
+            elif d:
+                del self._paused_devices[event.device_id]
+        return until
+
+    def _dispatch(self, now: float) -> None:
+        """Form requests from ready partitions while a sender is free and sending is due."""
+        if now >= self._next_tick:
+            self._next_tick = now + self._interval
+            if self._buffered:
+                self._due = True
+        if not self.settings.enabled or self._hold_until > now:
+            return
+        due = self._due or self._sealed or self._unsealed or self._ready_events >= self._batch
+        if not due:
+            return
+        senders = self.settings.senders
+        while self._requests_out < senders and self._ready:
+            events: list[Event] = []
+            partitions: list[Partition] = []
+            while self._ready and len(events) < self._batch:
+                partition = self._ready.popleft()
+                self._ready_events -= len(partition.events)
+                partition.state = IDLE
+                taken = self._take(partition, self._batch - len(events), now)
+                if taken:
+                    events.extend(taken)
+                    partitions.append(partition)
+                    partition.state = IN_FLIGHT
+                elif partition.state == IDLE:
+                    self._schedule(partition, now)
+            if not events:
+                break
+            self._buffered -= len(events)
+            self._in_flight += len(events)
+            self._requests_out += 1
+            self.counters.requests += 1
+            self._outbox.put(_Request(next(self._request_numbers), events, partitions))
+        if not self._ready:
+            self._due = False
+
+    def _take(self, partition: Partition, room: int, now: float) -> list[Event]:
+        """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
+        queue_ = partition.events
+        if not (self._paused_users or self._paused_devices):
+            count = min(room, len(queue_))
+            return [queue_.popleft() for _ in range(count)]
+        taken: list[Event] = []
+        while queue_ and len(taken) < room:
+            until = self._paused_until(queue_[0], now)
+            if until:
+                if not taken:
+                    partition.not_before = until
+                    partition.state = WAITING
+                    heapq.heappush(self._waiting, (until, next(self._sequence), partition))
+                break
+            taken.append(queue_.popleft())
+        return taken
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        mark_library_thread()
+        assert self._transport is not None
+        transport = self._transport
+        api_key = self.settings.api_key or ""
+        min_id_length = self.settings.min_id_length
+        while True:
+            request = self._outbox.get()
+            if request is None:
+                return
+            try:
+                delivery = deliver(
+                    transport,
+                    self._url,
+                    api_key,
+                    request.events,
+                    min_id_length=min_id_length,
+                    max_bytes=self._max_bytes,
+                )
+            except Exception as exc:  # noqa: BLE001 - a bug here must not kill the sender
+                self._log.log(
+                    logging.ERROR,
+                    "sender-error",
+                    "unexpected %s while sending a request of %d events; they will be retried",
+                    type(exc).__name__,
+                    len(request.events),
+                )
+                delivery = Delivery([(Action.RETRY, None)] * len(request.events))
+            self._results.append((request, delivery))
+            self.wake.set()
+
+    def _apply_results(self, now: float) -> None:
+        while self._results:
+            request, delivery = self._results.popleft()
+            self._apply(request, delivery, now)
+
+    def _apply(self, request: _Request, delivery: Delivery, now: float) -> None:
+        counters = self.counters
+        self._requests_out -= 1
+        for verdict, response in zip(delivery.verdicts, delivery.responses, strict=False):
+            counters.response(response.status, response.failure)
+            self._note(request, verdict, response.seconds)
+        requeue: dict[str, list[Event]] = {}
+        failed: set[str] = set()
+        progressed: set[str] = set()
+        max_retries = self.settings.max_retries
+        wall = time.monotonic()  # Event.created is real monotonic time, whatever the clock
+        for event, (action, reason) in zip(request.events, delivery.actions, strict=True):
+            self._in_flight -= 1
+            key = event.device_id if event.device_id is not None else event.user_id
+            assert key is not None
+            if action is Action.ACCEPT:
+                counters.accepted += 1
+                latency = wall - event.created
+                counters.latency_count += 1
+                counters.latency_sum += latency
+                counters.latency_max = max(counters.latency_max, latency)
+                progressed.add(key)
+                self._finish(event)
+            elif action is Action.REJECT:
+                counters.reject(reason or "invalid")
+                progressed.add(key)
+                self._finish(event)
+            elif action is Action.DROP:
+                counters.drop(reason or "dropped")
+                self._finish(event)
+            elif action is Action.RETRY:
+                event.attempts += 1
+                failed.add(key)
+                if event.attempts > max_retries:
+                    self._dead_letter([event], "retries_exhausted")
+                else:
+                    counters.retried += 1
+                    requeue.setdefault(key, []).append(event)
+            else:  # RESEND, THROTTLE, HOLD, SPLIT: not the event's fault, costs no attempt
+                if action is Action.THROTTLE:
+                    counters.throttled += 1
+                if action is not Action.HOLD:
+                    counters.retried += 1
+                requeue.setdefault(key, []).append(event)
+
+        for verdict in delivery.verdicts:
+            if verdict.throttled_users or verdict.throttled_devices:
+                until = now + verdict.pause
+                for user in verdict.throttled_users:
+                    self._paused_users[user] = max(self._paused_users.get(user, 0.0), until)
+                for device in verdict.throttled_devices:
+                    self._paused_devices[device] = max(self._paused_devices.get(device, 0.0), until)
+            if verdict.action is Action.HOLD:
+                self._hold_until = now + HOLD_SECONDS
+
+        for partition in request.partitions:
+            key = partition.key
+            events = requeue.get(key)
+            if events:
+                partition.events.extendleft(reversed(events))
+                self._buffered += len(events)
+            if key in failed:
+                partition.failures += 1
+                partition.not_before = now + self._backoff.delay(partition.failures, self._rng)
+            elif key in progressed:
+                partition.failures = 0
+            partition.state = IDLE
+            self._schedule(partition, now)
+            if partition.state == READY and events:
+                self._due = True
+
+    def _note(self, request: _Request, verdict: Verdict, seconds: float) -> None:
+        """The library's log line for one response: status, counts, never payload or key."""
+        if verdict.kind == "accepted":
+            return
+        level = logging.WARNING
+        if verdict.kind in ("invalid_api_key", "unauthorized", "not_found"):
+            level = logging.ERROR
+            self._log.log(
+                level,
+                f"hold-{verdict.kind}",
+                "Amplitude refused delivery (%s, HTTP %s); delivery is paused for %d s and the "
+                "events are kept. Check AMPLITUDE_API_KEY, AMPLITUDE_SERVER_ZONE (an EU project's "
+                "key is refused by the US endpoint) and AMPLITUDE_SERVER_URL. [request %d]",
+                verdict.kind,
+                verdict.status,
+                int(HOLD_SECONDS),
+                request.number,
+            )
+            return
+        self._log.log(
+            level,
+            f"response-{verdict.kind}",
+            "Amplitude answered %s (%s) to a request of %d events in %.0f ms; %s "
+            "throttled users, %s throttled devices [request %d]",
+            verdict.status if verdict.status is not None else "nothing",
+            verdict.error or verdict.kind,
+            len(request.events),
+            seconds * 1000.0,
+            len(verdict.throttled_users),
+            len(verdict.throttled_devices),
+            request.number,
+        )
+
+    def _finish(self, event: Event) -> None:
+        """Record that ``event`` reached a terminal state, for flush barriers."""
+        epoch = event.epoch
+        remaining = self._outstanding.get(epoch, 0) - 1
+        if remaining > 0:
+            self._outstanding[epoch] = remaining
+        else:
+            self._outstanding.pop(epoch, None)
+
+    def _dead_letter(self, events: list[Event], reason: str) -> None:
+        self.counters.dead_letter(reason, len(events))
+        for event in events:
+            self._finish(event)
+        self._dead.append((events, reason))
+
+    def _report_dead(self, dead: Sequence[tuple[list[Event], str]]) -> None:
+        """Log dead letters and hand them to the callback, outside the lock."""
+        for events, reason in dead:
+            self._log.log(
+                logging.WARNING,
+                f"dead-{reason}",
+                "%d events dead-lettered (%s)",
+                len(events),
+                reason,
+            )
+            if self._on_dead_letter is not None:
+                try:
+                    self._on_dead_letter([to_wire(e) for e in events], reason)
+                except Exception as exc:  # noqa: BLE001 - a user callback must not stop delivery
+                    self._log.log(
+                        logging.ERROR,
+                        "dead-letter-callback",
+                        "on_dead_letter raised %s; ignored",
+                        type(exc).__name__,
+                    )
+
+    def _check_barriers(self) -> None:
+        if not self._sealed:
+            return
+        oldest = min(self._outstanding) if self._outstanding else None
+        still: list[Barrier] = []
+        for barrier in self._sealed:
+            if oldest is None or oldest > barrier.epoch:
+                barrier.done.set()
+            else:
+                still.append(barrier)
+        self._sealed = still
+
+    # -- after close, and the snapshot -------------------------------------------------------
+
+    def _drain_closed(self) -> None:
+        """After shutdown nothing is sent: whatever reaches ``inbound`` is counted as dropped."""
+        while self.inbound:
+            item = self.inbound.popleft()
+            self.counters.drained += 1
+            self.counters.drop(item if item.__class__ is str else "shutdown")  # type: ignore[arg-type]
+        for barrier in (*self._barriers, *self._unsealed, *self._sealed):
+            barrier.done.set()
+
+    def snapshot(self) -> Stats:
+        """A consistent view of the counters (the conservation equation holds exactly)."""
+        with self.lock:
+            if self.closed:
+                self._drain_closed()
+            waiting = len(self.inbound)
+            c = self.counters
+            now = self.clock.monotonic()
+            paused = sum(1 for t in self._paused_users.values() if t > now) + sum(
+                1 for t in self._paused_devices.values() if t > now
+            )
+            return Stats(
+                submitted=c.drained + waiting,
+                accepted=c.accepted,
+                rejected=c.rejected,
+                dropped=c.dropped,
+                dead_lettered=c.dead_lettered,
+                buffered=self._buffered + waiting,
+                in_flight=self._in_flight,
+                retried=c.retried,
+                throttled=c.throttled,
+                paused_partitions=paused,
+                rejected_by_reason=dict(c.rejected_by_reason),
+                dropped_by_reason=dict(c.dropped_by_reason),
+                dead_lettered_by_reason=dict(c.dead_lettered_by_reason),
+                requests=c.requests,
+                responses_by_status=dict(c.responses_by_status),
+                destination_paused=self._hold_until > now,
+                latency_ms_mean=(c.latency_sum / c.latency_count * 1000.0)
+                if c.latency_count
+                else 0.0,
+                latency_ms_max=c.latency_max * 1000.0,
+            )

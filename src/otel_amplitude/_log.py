@@ -1,0 +1,53 @@
+"""The library's own log lines: logger ``otel_amplitude``, rate-limited, never a key or a payload.
+
+Threads that belong to the library mark themselves, so the integrations can refuse to turn a
+record logged on them (by this library or by urllib3) into an event: the recursion guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+__all__ = ["RateLimitedLog", "in_library_thread", "logger", "mark_library_thread"]
+
+logger = logging.getLogger("otel_amplitude")
+
+_local = threading.local()
+
+
+def mark_library_thread() -> None:
+    """Declare the current thread one of the library's (dispatcher, sender)."""
+    _local.library = True
+
+
+def in_library_thread() -> bool:
+    """True on a thread the library started: what is logged there must not become an event."""
+    return getattr(_local, "library", False)
+
+
+class RateLimitedLog:
+    """Logs a repeated message at most once per ``interval`` seconds per key, counting the rest."""
+
+    def __init__(self, monotonic: Callable[[], float], interval: float = 60.0) -> None:
+        self._monotonic = monotonic
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> None:
+        """Log ``msg % args`` unless ``key`` was logged less than ``interval`` seconds ago."""
+        now = self._monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        logger.log(level, msg, *args)

@@ -1,0 +1,174 @@
+"""Sending one request: encode, POST over the shared pool, classify, bisect when too large.
+
+Knows nothing of spans, log records or partitions: it turns a list of events into one
+:class:`Delivery` (an action per event) and leaves every decision about state to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+)
+from urllib3.exceptions import (
+    TimeoutError as Urllib3TimeoutError,
+)
+
+from ._event import Event, to_wire
+from ._response import Action, Verdict, classify, classify_failure
+from ._version import __version__
+
+__all__ = ["Delivery", "Response", "Transport", "deliver", "encode_request"]
+
+#: Body limits on the decompressed JSON (amplitude-api.md §2.2, the stricter reading).
+HTTPAPI_MAX_BYTES = 1_000_000
+BATCH_MAX_BYTES = 20_000_000
+
+_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "*/*",
+    "User-Agent": f"otel-amplitude/{__version__}",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One HTTP exchange as seen by the sender: status (None: no answer), body, timing."""
+
+    status: int | None
+    body: bytes
+    retry_after: str | None
+    failure: str | None
+    seconds: float
+
+
+class Transport:
+    """POSTs bodies over one shared ``urllib3.PoolManager``: keep-alive, urllib3's retries off."""
+
+    def __init__(self, *, timeout_s: float, maxsize: int) -> None:
+        self._pool = urllib3.PoolManager(
+            num_pools=8,
+            maxsize=maxsize,
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=min(timeout_s, 10.0), read=timeout_s),
+            headers=_HEADERS,
+        )
+
+    def post(self, url: str, body: bytes) -> Response:
+        """POST ``body``; any failure to get an answer is reported, never raised."""
+        started = time.perf_counter()
+        try:
+            reply = self._pool.request("POST", url, body=body, redirect=False)
+        except Urllib3TimeoutError:
+            return Response(None, b"", None, "timeout", time.perf_counter() - started)
+        except NewConnectionError:
+            return Response(None, b"", None, "connection_refused", time.perf_counter() - started)
+        except ProtocolError:
+            return Response(None, b"", None, "connection_reset", time.perf_counter() - started)
+        except HTTPError:
+            return Response(None, b"", None, "connection_error", time.perf_counter() - started)
+        return Response(
+            reply.status,
+            reply.data,
+            reply.headers.get("Retry-After"),
+            None,
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def encode_request(api_key: str, events: Sequence[Event], min_id_length: int | None) -> bytes:
+    """The JSON body of an HTTP V2 or Batch request."""
+    payload: dict[str, object] = {"api_key": api_key, "events": [to_wire(e) for e in events]}
+    if min_id_length is not None:
+        payload["options"] = {"min_id_length": min_id_length}
+    return orjson.dumps(payload)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """The outcome of delivering one batch: an action per event, and what the answers said."""
+
+    actions: list[tuple[Action, str | None]]
+    verdicts: list[Verdict] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
+
+    def extend(self, other: Delivery) -> None:
+        self.actions.extend(other.actions)
+        self.verdicts.extend(other.verdicts)
+        self.responses.extend(other.responses)
+
+
+_SENT_AGAIN = frozenset({Action.RETRY, Action.RESEND, Action.THROTTLE, Action.HOLD})
+
+
+def deliver(
+    transport: Transport,
+    url: str,
+    api_key: str,
+    events: Sequence[Event],
+    *,
+    min_id_length: int | None,
+    max_bytes: int,
+) -> Delivery:
+    """Send ``events`` in one request, or in deterministic halves when it is too large.
+
+    A split is not a retry: halves go out one after the other (left first, so each device's order
+    holds), and when the left half leaves anything to send again the right half is not sent but
+    handed back unchanged, to follow it in order.
+    """
+    body = encode_request(api_key, events, min_id_length)
+    if len(body) > max_bytes:
+        if len(events) == 1:
+            return Delivery([(Action.REJECT, "too_large")])
+        return _bisect(transport, url, api_key, events, min_id_length, max_bytes)
+
+    response = transport.post(url, body)
+    if response.status is None:
+        verdict = classify_failure(response.failure or "connection_error")
+    else:
+        verdict = classify(events, response.status, response.body, retry_after=response.retry_after)
+    if verdict.action is Action.SPLIT:
+        delivery = _bisect(transport, url, api_key, events, min_id_length, max_bytes)
+        delivery.verdicts.insert(0, verdict)
+        delivery.responses.insert(0, response)
+        return delivery
+    return Delivery([verdict.action_for(i) for i in range(len(events))], [verdict], [response])
+
+
+def _bisect(
+    transport: Transport,
+    url: str,
+    api_key: str,
+    events: Sequence[Event],
+    min_id_length: int | None,
+    max_bytes: int,
+) -> Delivery:
+    middle = len(events) // 2
+    result = deliver(
+        transport, url, api_key, events[:middle], min_id_length=min_id_length, max_bytes=max_bytes
+    )
+    if any(action in _SENT_AGAIN for action, _ in result.actions):
+        result.actions.extend([(Action.RESEND, None)] * (len(events) - middle))
+        return result
+    result.extend(
+        deliver(
+            transport,
+            url,
+            api_key,
+            events[middle:],
+            min_id_length=min_id_length,
+            max_bytes=max_bytes,
+        )
+    )
+    return result

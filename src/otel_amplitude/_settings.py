@@ -1,0 +1,624 @@
+"""Typed, validated configuration, read from ``AMPLITUDE_*`` environment variables.
+
+Every setting is described once, as a field of :class:`Settings` made with :func:`setting`: its
+variable, parser, doc line and the reason for its default. Reading the environment, validating
+values given in code, the masked ``repr``, :meth:`Settings.describe` and ``docs/configuration.md``
+are all derived from those fields, so adding a setting is adding a field.
+
+Regenerate the reference after changing a field::
+
+    .venv/bin/python -m otel_amplitude._settings > docs/configuration.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import typing
+import urllib.parse
+import warnings
+from collections.abc import Mapping
+from typing import Any, Generic, Literal, TypeVar
+
+from .exceptions import ConfigError
+
+__all__ = ["ConfigWarning", "Overflow", "ServerZone", "Settings", "configuration_reference"]
+
+T = TypeVar("T")
+
+ServerZone = Literal["US", "EU"]
+Overflow = Literal["drop_oldest", "drop_newest"]
+
+_ENV_PREFIX = "AMPLITUDE_"
+_INGESTION_HOSTS: Mapping[str, str] = {
+    "US": "https://api2.amplitude.com",
+    "EU": "https://api.eu.amplitude.com",
+}
+_PRIVACY_HOSTS: Mapping[str, str] = {
+    "US": "https://amplitude.com",
+    "EU": "https://analytics.eu.amplitude.com",
+}
+_LONGEST_VALUE_SHOWN = 80
+
+
+class ConfigWarning(UserWarning):
+    """A configuration looks wrong but can still work, e.g. an unknown ``AMPLITUDE_*`` variable."""
+
+
+# --- Parsers: how one kind of setting is read from text, checked in code, and shown ---------------
+
+
+class _InvalidValueError(Exception):
+    """A value breaks its setting's rule; ``rule`` ends a sentence: "AMPLITUDE_X must be ..."."""
+
+    def __init__(self, rule: str, *, show_value: bool = True) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.show_value = show_value
+
+    def message(self, subject: str, value: object) -> str:
+        """The problem as one line: what, its rule and (unless secret) the value it got."""
+        if not self.show_value:
+            return f"{subject} {self.rule}"
+        shown = repr(value)
+        if len(shown) > _LONGEST_VALUE_SHOWN:
+            shown = shown[:_LONGEST_VALUE_SHOWN] + "..."
+        return f"{subject} {self.rule}, got {shown}"
+
+
+class _Parser(Generic[T]):
+    """Reads a setting from an environment variable, checks a value given in code, shows one.
+
+    ``accepted`` is a noun phrase ("an integer from 1 to 64") used in errors and in the docs.
+    ``from_text`` gets the variable's text already stripped and never empty (empty means unset).
+    Both ``from_*`` methods return the normalised value or raise :class:`_InvalidValueError`.
+    """
+
+    accepted: str = ""
+    secret: bool = False
+
+    def from_text(self, text: str) -> T:
+        raise NotImplementedError
+
+    def from_value(self, value: object) -> T:
+        raise NotImplementedError
+
+    def show(self, value: T) -> str:
+        """The value as a reader would write it in the environment; "not set" for None."""
+        return "not set" if value is None else str(value)
+
+    def _invalid(self) -> _InvalidValueError:
+        return _InvalidValueError(f"must be {self.accepted}")
+
+
+class _Integer(_Parser[int]):
+    """Plain base-10 digits (no sign, underscore or exponent) within an inclusive range."""
+
+    _DIGITS = re.compile(r"[0-9]+")
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+        self.accepted = f"an integer from {low} to {high}"
+
+    def from_text(self, text: str) -> int:
+        if not self._DIGITS.fullmatch(text):
+            raise self._invalid()
+        try:
+            number = int(text)
+        except ValueError:  # more digits than int() converts: far out of range anyway
+            raise self._invalid() from None
+        return self.from_value(number)
+
+    def from_value(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._invalid()
+        if not self.low <= value <= self.high:
+            raise self._invalid()
+        return value
+
+
+class _Boolean(_Parser[bool]):
+    """``true/false/1/0/yes/no/on/off`` in any case; only ``bool`` in code."""
+
+    _WORDS: Mapping[str, bool] = {
+        "true": True, "1": True, "yes": True, "on": True,
+        "false": False, "0": False, "no": False, "off": False,
+    }  # fmt: skip
+    accepted = "true or false (also 1/0, yes/no, on/off)"
+
+    def from_text(self, text: str) -> bool:
+        try:
+            return self._WORDS[text.lower()]
+        except KeyError:
+            raise self._invalid() from None
+
+    def from_value(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise self._invalid()
+        return value
+
+    def show(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+class _Choice(_Parser[T]):
+    """One of a few words, matched case-insensitively and returned in its canonical spelling.
+
+    Build it from the ``Literal`` type of the field, so the words are written once:
+    ``_Choice[ServerZone](typing.get_args(ServerZone))``.
+    """
+
+    def __init__(self, choices: tuple[T, ...]) -> None:
+        self.choices = choices
+        *rest, last = (repr(choice) for choice in choices)
+        self.accepted = f"{', '.join(rest)} or {last}" if rest else last
+
+    def from_text(self, text: str) -> T:
+        folded = text.casefold()
+        for choice in self.choices:
+            if str(choice).casefold() == folded:
+                return choice
+        raise self._invalid()
+
+    def from_value(self, value: object) -> T:
+        if not isinstance(value, str):
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
+class _Secret(_Parser[str | None]):
+    """A key: surrounding whitespace stripped, empty means unset; never echoed back.
+
+    A key is printable ASCII without whitespace: it travels in a JSON body or an HTTP Basic
+    header, and a space or newline inside one is a copy-paste accident, not a key.
+    """
+
+    accepted = "a key of printable ASCII characters without whitespace"
+    secret = True
+
+    def from_text(self, text: str) -> str:
+        if any(char.isspace() for char in text):
+            raise _InvalidValueError("must not contain whitespace", show_value=False)
+        if not all("!" <= char <= "~" for char in text):
+            raise _InvalidValueError(
+                "must contain only printable ASCII characters", show_value=False
+            )
+        return text
+
+    def from_value(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _InvalidValueError(
+                f"must be a string or None, not {type(value).__name__}", show_value=False
+            )
+        text = value.strip()
+        return self.from_text(text) if text else None
+
+    def show(self, value: str | None) -> str:
+        return "not set" if value is None else f"set ({len(value)} chars)"
+
+
+class _BaseURL(_Parser[str]):
+    """An http(s) URL to which API paths are appended; trailing slashes are removed."""
+
+    accepted = (
+        "an http or https URL with a host, an optional port and path prefix,"
+        " and no query or fragment"
+    )
+
+    def from_text(self, text: str) -> str:
+        parts = urllib.parse.urlsplit(text)
+        if "@" in parts.netloc:
+            # Credentials in a URL end up in logs; refuse them without repeating them.
+            raise _InvalidValueError("must not contain a user name or password", show_value=False)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "?" in text
+            or "#" in text
+            or any(char.isspace() or not char.isprintable() for char in text)
+        ):
+            raise self._invalid()
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        except ValueError:
+            raise self._invalid() from None
+        return text.rstrip("/")
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
+class _Optional(_Parser[T | None]):
+    """Another parser's values, or None (the default: the variable is unset)."""
+
+    def __init__(self, inner: _Parser[T]) -> None:
+        self.inner = inner
+        self.accepted = inner.accepted
+
+    def from_text(self, text: str) -> T | None:
+        return self.inner.from_text(text)
+
+    def from_value(self, value: object) -> T | None:
+        return None if value is None else self.inner.from_value(value)
+
+    def show(self, value: T | None) -> str:
+        return "not set" if value is None else self.inner.show(value)
+
+
+# --- The settings table -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Setting:
+    """What :class:`Settings` knows about one of its fields besides the type."""
+
+    env: str
+    parser: _Parser[Any]
+    default: object
+    doc: str
+    why: str
+
+
+_METADATA_KEY = "otel_amplitude.setting"
+
+
+def setting(*, env: str, parse: _Parser[T], default: T, doc: str, why: str) -> T:
+    """Declare a field of :class:`Settings`: its variable, parser, doc line and why the default."""
+    spec = _Setting(env=env, parser=parse, default=default, doc=doc, why=why)
+    return dataclasses.field(default=default, metadata={_METADATA_KEY: spec})
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Configuration of otel-amplitude: read with :meth:`from_env`, or built in code.
+
+    Immutable and validated on construction, however it is made; a bad value raises one
+    :class:`ConfigError` listing every problem. Keys never appear in its repr or its errors.
+    """
+
+    api_key: str | None = setting(
+        env="AMPLITUDE_API_KEY",
+        parse=_Secret(),
+        default=None,
+        doc="The API key of the Amplitude project that receives the events, sent in the body of"
+        " every ingestion request. Surrounding whitespace is ignored.",
+        why="A credential has no sensible default. Without one nothing can be sent, but"
+        " `AMPLITUDE_ENABLED=false` and the `otel-amplitude check` command still work, so a"
+        " service can start in development without a key.",
+    )
+    secret_key: str | None = setting(
+        env="AMPLITUDE_SECRET_KEY",
+        parse=_Secret(),
+        default=None,
+        doc="The project's secret key, used only by the User Privacy API (deleting users),"
+        " with HTTP Basic authentication `API_KEY:SECRET_KEY`.",
+        why="Ingestion does not need it, and a key that can delete a project's data should be"
+        " present only in the services that delete users.",
+    )
+    # RUF009 cannot see that setting() is dataclasses.field() and the Literal is immutable.
+    server_zone: ServerZone = setting(  # noqa: RUF009
+        env="AMPLITUDE_SERVER_ZONE",
+        parse=_Choice[ServerZone](typing.get_args(ServerZone)),
+        default="US",
+        doc="The Amplitude data centre of the project, in any case: `US` sends to"
+        " `api2.amplitude.com` and `amplitude.com`, `EU` to `api.eu.amplitude.com` and"
+        " `analytics.eu.amplitude.com`.",
+        why="Amplitude's own default and the official SDK's. An EU project's key sent to the US"
+        " host is answered `400 Invalid API key`, so an EU project must set `EU`.",
+    )
+    server_url: str | None = setting(
+        env="AMPLITUDE_SERVER_URL",
+        parse=_Optional(_BaseURL()),
+        default=None,
+        doc="One base URL that replaces every Amplitude host, whatever the zone: the API paths"
+        " (`/2/httpapi`, `/batch`, `/identify`, `/api/2/deletions/users`) are appended to it,"
+        " after its own path prefix. A trailing slash is ignored. For a proxy, or for a local"
+        " Amplitude-compatible server in tests.",
+        why="Unset, the hosts follow `AMPLITUDE_SERVER_ZONE`, which is right for everyone who"
+        " talks to Amplitude directly.",
+    )
+    use_batch: bool = setting(
+        env="AMPLITUDE_USE_BATCH",
+        parse=_Boolean(),
+        default=False,
+        doc="Send events to the Batch Event Upload API (`/batch`) instead of HTTP V2"
+        " (`/2/httpapi`).",
+        why="HTTP V2 is Amplitude's real-time API, the fit for events sent as they happen. The"
+        " Batch API is for backfills and for users or devices above HTTP V2's 30 events/s"
+        " throttle (it allows 1,000 events/s per user or device).",
+    )
+    flush_interval_ms: int = setting(
+        env="AMPLITUDE_FLUSH_INTERVAL_MS",
+        parse=_Integer(1, 3_600_000),
+        default=1000,
+        doc="The longest an event waits in its buffer before it is sent, in milliseconds. A full"
+        " batch (`AMPLITUDE_FLUSH_MAX_EVENTS`) leaves at once.",
+        why="Events reach Amplitude within about a second. At low volume that costs one small"
+        " request per second per process, well under Amplitude's limits (even its Starter plan"
+        " allows up to 100 requests per second); at high volume batches fill"
+        " before the interval ends, so it does not limit throughput.",
+    )
+    flush_max_events: int = setting(
+        env="AMPLITUDE_FLUSH_MAX_EVENTS",
+        parse=_Integer(1, 2000),
+        default=1000,
+        doc="The most events in one request. 2000 is Amplitude's limit per request.",
+        why="Half of HTTP V2's 2000-event cap, and a 1000-event batch of typical events stays"
+        " far under its 1 MB body limit. Request count, not bytes, is the cost: one urllib3"
+        " thread pushes about 500,000 events/s to a loopback server in 1000-event batches, but"
+        " about 9,000 events/s in 10-event batches. (Amplitude's Starter plan recommends at"
+        " most 10 events per request.)",
+    )
+    senders: int = setting(
+        env="AMPLITUDE_SENDERS",
+        parse=_Integer(1, 64),
+        default=4,
+        doc="The number of sender threads: the most requests in flight at once.",
+        why="Four requests in flight hide a ~100 ms round trip to Amplitude: with 1000-event"
+        " batches that is up to about 40,000 events/s per process, more than most services"
+        " emit, for the cost of four idle threads and their connections.",
+    )
+    partition_capacity: int = setting(
+        env="AMPLITUDE_PARTITION_CAPACITY",
+        parse=_Integer(1, 10_000_000),
+        default=5000,
+        doc="The most events buffered for one partition (one device, or one user without a"
+        " device, at one destination). Beyond it the overflow policy applies to that"
+        " partition.",
+        why="A throttled user or device is paused for 30 s at a time and may send only 30"
+        " events/s; a runaway or throttled one cannot take more than 5% of the default total"
+        " buffer (100,000 events), so the other users keep flowing.",
+    )
+    max_buffered_events: int = setting(
+        env="AMPLITUDE_MAX_BUFFERED_EVENTS",
+        parse=_Integer(1, 100_000_000),
+        default=100_000,
+        doc="The most events buffered in the process, across all partitions. Beyond it the"
+        " overflow policy applies.",
+        why="About 75 MB at up to 0.75 KB per buffered event, and 100 s of a 1,000 events/s"
+        " service while Amplitude is unreachable.",
+    )
+    overflow: Overflow = setting(  # noqa: RUF009
+        env="AMPLITUDE_OVERFLOW",
+        parse=_Choice[Overflow](typing.get_args(Overflow)),
+        default="drop_newest",
+        doc="What happens when an event arrives at a full buffer, in any case: `drop_newest`"
+        " drops the new event, `drop_oldest` drops the oldest buffered event to make room."
+        " Either way the drop is counted and the caller never waits.",
+        why="The same choice as the OpenTelemetry SDK's BatchSpanProcessor: new data is dropped"
+        " when the queue is full, the caller never waits, and the events already queued keep"
+        " their order.",
+    )
+    timeout_ms: int = setting(
+        env="AMPLITUDE_TIMEOUT_MS",
+        parse=_Integer(1, 600_000),
+        default=10_000,
+        doc="The timeout of one HTTP request, in milliseconds. A request that times out is"
+        " retried.",
+        why="10 s, the same as the official Amplitude Python SDK: long enough for a full"
+        " request on an ordinary link, short enough that a hung connection frees its sender"
+        " soon.",
+    )
+    max_retries: int = setting(
+        env="AMPLITUDE_MAX_RETRIES",
+        parse=_Integer(0, 1000),
+        default=12,
+        doc="How many times an event is retried after a failure that may pass (a server"
+        " error, a timeout, a dropped connection) before it is given up, and counted as such."
+        " 0 never retries.",
+        why="12, the same as the official Amplitude Python SDK; with exponential backoff capped"
+        " at 30 s that rides out a few minutes of outage.",
+    )
+    min_id_length: int | None = setting(
+        env="AMPLITUDE_MIN_ID_LENGTH",
+        parse=_Optional(_Integer(1, 1024)),
+        default=None,
+        doc="The minimum length of `user_id` and `device_id`, sent as `options.min_id_length`."
+        " Amplitude removes shorter ids from an event, and rejects an event left without one.",
+        why="Unset, Amplitude's own minimum of 5 applies. Set it when your ids are shorter, such"
+        " as small numeric user ids.",
+    )
+    enabled: bool = setting(
+        env="AMPLITUDE_ENABLED",
+        parse=_Boolean(),
+        default=True,
+        doc="`false` turns delivery off: events are accepted and discarded (and counted), and"
+        " nothing is sent.",
+        why="Configuring the library means you want events sent; `false` is for tests, local"
+        " development, and stopping delivery without a code change.",
+    )
+    shutdown_timeout_ms: int = setting(
+        env="AMPLITUDE_SHUTDOWN_TIMEOUT_MS",
+        parse=_Integer(0, 600_000),
+        default=2000,
+        doc="The bound on the flush at process exit, in milliseconds. 0 means do not wait.",
+        why="The exit flush must not hold a deploy: 2 s is enough for a few full requests on a"
+        " healthy connection, and leaves most of a typical termination grace period"
+        " (30 s on Kubernetes) to the application.",
+    )
+
+    def __post_init__(self) -> None:
+        values: dict[str, object] = {}
+        problems: list[str] = []
+        for name, spec in _SETTINGS:
+            value = getattr(self, name)
+            try:
+                values[name] = spec.parser.from_value(value)
+            except _InvalidValueError as invalid:
+                problems.append(invalid.message(f"{name} ({spec.env})", value))
+        if problems:
+            raise _config_error(problems)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the settings from ``environ`` (default ``os.environ``); ``overrides`` win.
+
+        An empty variable counts as unset. Every bad value is reported in one
+        :class:`ConfigError`; unknown ``AMPLITUDE_*`` variables give one :class:`ConfigWarning`.
+        """
+        environ = os.environ if environ is None else environ
+        unexpected = sorted(overrides.keys() - {name for name, _ in _SETTINGS})
+        if unexpected:
+            msg = f"Settings.from_env() got unexpected keyword arguments: {', '.join(unexpected)}"
+            raise TypeError(msg)
+        _warn_about_unknown_variables(environ)
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, spec in _SETTINGS:
+            if name in overrides:
+                value = overrides[name]
+                try:
+                    values[name] = spec.parser.from_value(value)
+                except _InvalidValueError as invalid:
+                    problems.append(invalid.message(f"{name} ({spec.env})", value))
+                continue
+            raw = environ.get(spec.env, "")
+            if not raw.strip():
+                continue
+            try:
+                values[name] = spec.parser.from_text(raw.strip())
+            except _InvalidValueError as invalid:
+                problems.append(invalid.message(spec.env, raw))
+        if problems:
+            raise _config_error(problems)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` (field names) applied."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def httpapi_url(self) -> str:
+        """Amplitude's HTTP V2 endpoint for this zone or ``server_url``."""
+        return self._ingestion_base + "/2/httpapi"
+
+    @property
+    def batch_url(self) -> str:
+        """The Batch Event Upload endpoint."""
+        return self._ingestion_base + "/batch"
+
+    @property
+    def identify_url(self) -> str:
+        """The Identify endpoint (user property updates without an event)."""
+        return self._ingestion_base + "/identify"
+
+    @property
+    def deletions_url(self) -> str:
+        """The User Privacy API's user deletion endpoint (on a different host from ingestion)."""
+        return (self.server_url or _PRIVACY_HOSTS[self.server_zone]) + "/api/2/deletions/users"
+
+    @property
+    def ingestion_url(self) -> str:
+        """Where events go: the Batch API if ``use_batch``, else HTTP V2."""
+        return self.batch_url if self.use_batch else self.httpapi_url
+
+    @property
+    def _ingestion_base(self) -> str:
+        return self.server_url or _INGESTION_HOSTS[self.server_zone]
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Each variable and its resolved value as text, keys masked: for a ``check`` command."""
+        return [(spec.env, spec.parser.show(getattr(self, name))) for name, spec in _SETTINGS]
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, spec in _SETTINGS:
+            value = getattr(self, name)
+            shown = "'***'" if spec.parser.secret and value is not None else repr(value)
+            parts.append(f"{name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+
+_SETTINGS: tuple[tuple[str, _Setting], ...] = tuple(
+    (field.name, field.metadata[_METADATA_KEY]) for field in dataclasses.fields(Settings)
+)
+
+
+def _config_error(problems: list[str]) -> ConfigError:
+    if len(problems) == 1:
+        return ConfigError(problems[0])
+    listed = "\n".join(f"  - {problem}" for problem in problems)
+    return ConfigError(f"{len(problems)} settings are invalid:\n{listed}")
+
+
+def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Warn once about every ``AMPLITUDE_*`` variable that is not a setting: likely a typo."""
+    known = {spec.env.removeprefix(_ENV_PREFIX): spec.env for _, spec in _SETTINGS}
+    unknown = sorted(
+        name for name in environ if name.startswith(_ENV_PREFIX) and name not in known.values()
+    )
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        # Compare what follows the shared prefix, or every name would look close to every other.
+        close = difflib.get_close_matches(name.removeprefix(_ENV_PREFIX).upper(), known, n=1)
+        described.append(f"{name} (did you mean {known[close[0]]}?)" if close else name)
+    warnings.warn(
+        f"otel-amplitude ignores unknown environment variables: {', '.join(described)}",
+        ConfigWarning,
+        stacklevel=3,
+    )
+
+
+# --- The reference documentation ---------------------------------------------------------------
+
+_INTRO = """\
+# Configuration reference
+
+<!-- Generated from the fields of `Settings` in src/otel_amplitude/_settings.py by
+     `.venv/bin/python -m otel_amplitude._settings > docs/configuration.md`.
+     Edit those fields, not this file: a test fails when the two differ. -->
+
+otel-amplitude reads its configuration from `AMPLITUDE_*` environment variables with
+`Settings.from_env()`. Code can pass the same settings by field name, the variable's name in
+lower case without the prefix (`AMPLITUDE_FLUSH_INTERVAL_MS` is `flush_interval_ms`): to
+`Settings(...)`, or to `Settings.from_env(...)` to override a few variables.
+
+- An empty variable counts as unset: the default applies.
+- Integers are plain decimal digits: `100000`, not `100_000` or `1e5`. Booleans are `true` or
+  `false`, `1` or `0`, `yes` or `no`, `on` or `off`, in any case.
+- Every value is checked when the settings are made, from the environment or in code. All
+  problems are reported together in one `ConfigError`, each naming the variable, the value and
+  what is accepted. The value of a key is never shown, there or in the settings' `repr`.
+- An unknown `AMPLITUDE_*` variable, such as the typo `AMPLITUDE_FLUSH_INTERVAL`, gives a
+  `ConfigWarning` naming the closest known variable.
+"""
+
+
+def configuration_reference() -> str:
+    """The Markdown of ``docs/configuration.md``: a table of the variables, then a section each."""
+    lines = [_INTRO, "| Variable | Accepted values | Default |", "| --- | --- | --- |"]
+    for _, spec in _SETTINGS:
+        anchor = spec.env.lower()
+        accepted = spec.parser.accepted.replace("|", "\\|")
+        lines.append(f"| [`{spec.env}`](#{anchor}) | {accepted} | {_default_markdown(spec)} |")
+    for name, spec in _SETTINGS:
+        lines += [
+            "",
+            f"## `{spec.env}`",
+            "",
+            f"Field `{name}`. Default: {_default_markdown(spec)}.",
+            "",
+            spec.doc,
+            "",
+            f"Why this default: {spec.why}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _default_markdown(spec: _Setting) -> str:
+    return "not set" if spec.default is None else f"`{spec.parser.show(spec.default)}`"
+
+
+if __name__ == "__main__":
+    print(configuration_reference(), end="")

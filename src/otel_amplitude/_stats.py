@@ -1,0 +1,92 @@
+"""The pipeline's counters, and the snapshot ``Client.stats()`` returns."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = ["Counters", "Stats"]
+
+
+class Stats(TypedDict):
+    """A consistent snapshot of the pipeline.
+
+    At every instant: ``submitted == accepted + rejected + dropped + dead_lettered + buffered +
+    in_flight``. ``retried`` counts events sent again (after a failure, a throttle pause or
+    another event's rejection); ``throttled`` counts events that met a 429 for their id.
+    """
+
+    submitted: int
+    accepted: int
+    rejected: int
+    dropped: int
+    dead_lettered: int
+    buffered: int
+    in_flight: int
+    retried: int
+    throttled: int
+    paused_partitions: int
+    rejected_by_reason: dict[str, int]
+    dropped_by_reason: dict[str, int]
+    dead_lettered_by_reason: dict[str, int]
+    requests: int
+    responses_by_status: dict[str, int]
+    destination_paused: bool
+    latency_ms_mean: float
+    latency_ms_max: float
+
+
+class Counters:
+    """Mutable counters, written only by the dispatcher thread under its lock."""
+
+    __slots__ = (
+        "accepted",
+        "dead_lettered",
+        "dead_lettered_by_reason",
+        "drained",
+        "dropped",
+        "dropped_by_reason",
+        "latency_count",
+        "latency_max",
+        "latency_sum",
+        "rejected",
+        "rejected_by_reason",
+        "requests",
+        "responses_by_status",
+        "retried",
+        "throttled",
+    )
+
+    def __init__(self) -> None:
+        self.drained = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.dropped = 0
+        self.dead_lettered = 0
+        self.retried = 0
+        self.throttled = 0
+        self.requests = 0
+        self.rejected_by_reason: dict[str, int] = {}
+        self.dropped_by_reason: dict[str, int] = {}
+        self.dead_lettered_by_reason: dict[str, int] = {}
+        self.responses_by_status: dict[str, int] = {}
+        self.latency_count = 0
+        self.latency_sum = 0.0
+        self.latency_max = 0.0
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected += count
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped += count
+        self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + count
+
+    def dead_letter(self, reason: str, count: int = 1) -> None:
+        self.dead_lettered += count
+        self.dead_lettered_by_reason[reason] = (
+            self.dead_lettered_by_reason.get(reason, 0) + count
+        )
+
+    def response(self, status: int | None, failure: str | None) -> None:
+        key = str(status) if status is not None else (failure or "no_response")
+        self.responses_by_status[key] = self.responses_by_status.get(key, 0) + 1
