@@ -76,6 +76,10 @@ def test_defaults_are_the_documented_values() -> None:
         "max_retries": 12,
         "min_id_length": None,
         "enabled": True,
+        "event_prefix": "",
+        "log_include_logger": False,
+        "span_events": (),
+        "send_ip": False,
         "shutdown_timeout_ms": 2000,
     }
 
@@ -127,6 +131,10 @@ VALID: list[tuple[str, str, str, object]] = [
     ("AMPLITUDE_MIN_ID_LENGTH", "1", "min_id_length", 1),
     ("AMPLITUDE_ENABLED", "no", "enabled", False),
     ("AMPLITUDE_SHUTDOWN_TIMEOUT_MS", "0", "shutdown_timeout_ms", 0),
+    ("AMPLITUDE_EVENT_PREFIX", "acme_", "event_prefix", "acme_"),
+    ("AMPLITUDE_LOG_INCLUDE_LOGGER", "true", "log_include_logger", True),
+    ("AMPLITUDE_SPAN_EVENTS", "checkout.*, report_*", "span_events", ("checkout.*", "report_*")),
+    ("AMPLITUDE_SEND_IP", "on", "send_ip", True),
 ]  # fmt: skip
 
 
@@ -250,6 +258,14 @@ INVALID: list[tuple[str, str, str]] = [
      "AMPLITUDE_MIN_ID_LENGTH must be an integer from 1 to 1024, got 'none'"),
     ("AMPLITUDE_SHUTDOWN_TIMEOUT_MS", "2s",
      "AMPLITUDE_SHUTDOWN_TIMEOUT_MS must be an integer from 0 to 600000, got '2s'"),
+    ("AMPLITUDE_EVENT_PREFIX", "x" * 65,
+     "AMPLITUDE_EVENT_PREFIX must be text of at most 64 printable characters, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"),
+    ("AMPLITUDE_LOG_INCLUDE_LOGGER", "maybe",
+     "AMPLITUDE_LOG_INCLUDE_LOGGER must be true or false (also 1/0, yes/no, on/off), got 'maybe'"),
+    ("AMPLITUDE_SPAN_EVENTS", "a,,b",
+     "AMPLITUDE_SPAN_EVENTS must be a comma-separated list of name patterns such as 'checkout.*,report_*', got 'a,,b'"),
+    ("AMPLITUDE_SEND_IP", "2",
+     "AMPLITUDE_SEND_IP must be true or false (also 1/0, yes/no, on/off), got '2'"),
 ]  # fmt: skip
 
 

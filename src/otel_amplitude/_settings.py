@@ -12,6 +12,7 @@ Regenerate the reference after changing a field::
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import difflib
 import os
@@ -68,7 +69,7 @@ class _InvalidValueError(Exception):
         return f"{subject} {self.rule}, got {shown}"
 
 
-class _Parser(Generic[T]):
+class _Parser(abc.ABC, Generic[T]):
     """Reads a setting from an environment variable, checks a value given in code, shows one.
 
     ``accepted`` is a noun phrase ("an integer from 1 to 64") used in errors and in the docs.
@@ -79,11 +80,11 @@ class _Parser(Generic[T]):
     accepted: str = ""
     secret: bool = False
 
-    def from_text(self, text: str) -> T:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def from_text(self, text: str) -> T: ...
 
-    def from_value(self, value: object) -> T:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def from_value(self, value: object) -> T: ...
 
     def show(self, value: T) -> str:
         """The value as a reader would write it in the environment; "not set" for None."""
@@ -233,6 +234,44 @@ class _BaseURL(_Parser[str]):
         if not isinstance(value, str):
             raise self._invalid()
         return self.from_text(value.strip())
+
+
+class _Text(_Parser[str]):
+    """Free text of printable characters, at most ``longest`` of them (empty: the default)."""
+
+    def __init__(self, longest: int) -> None:
+        self.longest = longest
+        self.accepted = f"text of at most {longest} printable characters"
+
+    def from_text(self, text: str) -> str:
+        if len(text) > self.longest or not text.isprintable():
+            raise self._invalid()
+        return text
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise self._invalid()
+        return self.from_text(value) if value else value
+
+
+class _Globs(_Parser[tuple[str, ...]]):
+    """A comma-separated list of shell-style patterns (``checkout.*, report_*``)."""
+
+    accepted = "a comma-separated list of name patterns such as 'checkout.*,report_*'"
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self.from_value(tuple(part.strip() for part in text.split(",")))
+
+    def from_value(self, value: object) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, (tuple, list)):
+            raise self._invalid()
+        patterns = tuple(p.strip() for p in value if isinstance(p, str) and p.strip())
+        if len(patterns) != len(value) or any(not p.isprintable() for p in patterns):
+            raise self._invalid()
+        return patterns
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return ",".join(value) if value else "not set"
 
 
 class _Optional(_Parser[T | None]):
@@ -433,6 +472,40 @@ class Settings:
         " nothing is sent.",
         why="Configuring the library means you want events sent; `false` is for tests, local"
         " development, and stopping delivery without a code change.",
+    )
+    event_prefix: str = setting(
+        env="AMPLITUDE_EVENT_PREFIX",
+        parse=_Text(64),
+        default="",
+        doc="Text put before every event type from every source, e.g. `acme_`.",
+        why="Empty: event types are exactly what the code names them. A prefix keeps one"
+        " service's events apart in a project that several services share.",
+    )
+    log_include_logger: bool = setting(
+        env="AMPLITUDE_LOG_INCLUDE_LOGGER",
+        parse=_Boolean(),
+        default=False,
+        doc="Add the logger name and level to log-derived events as the properties"
+        " `logger` and `level`.",
+        why="Off: an analytics event carries what the code put in it, nothing of the"
+        " logging plumbing, unless asked for.",
+    )
+    span_events: tuple[str, ...] = setting(
+        env="AMPLITUDE_SPAN_EVENTS",
+        parse=_Globs(),
+        default=(),
+        doc="Span names (shell-style patterns, comma-separated) that become events even"
+        " without the `amplitude.event_type` attribute; the span name is the event type.",
+        why="Empty: only spans tagged with `amplitude.event_type` are events, so turning the"
+        " exporter on never floods a project with every HTTP and database span.",
+    )
+    send_ip: bool = setting(
+        env="AMPLITUDE_SEND_IP",
+        parse=_Boolean(),
+        default=False,
+        doc="Send the client IP address (an event's `ip`, or a span's `client.address`) to"
+        " Amplitude for geolocation.",
+        why="Off: an IP address is personal data; sending it is a decision, not a default.",
     )
     shutdown_timeout_ms: int = setting(
         env="AMPLITUDE_SHUTDOWN_TIMEOUT_MS",

@@ -1,0 +1,119 @@
+"""The rules every source shares to turn (event type, flat attributes) into an Amplitude event.
+
+A logging ``extra``, a structlog event dict, an OTel log record's attributes: each is a flat
+mapping. Keys that are Amplitude top-level fields go to the top level, ``event_properties`` and
+``user_properties`` mappings are merged, everything else is an event property. Ids missing from
+the mapping come from the bound context, then from the current OTel span's ``enduser.id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+
+from ._context import Identity, current_identity
+from ._event import Event
+from ._fields import TOP_LEVEL_FIELDS
+from ._settings import Settings
+from ._validate import make_event
+
+__all__ = ["EventMapper", "span_identity"]
+
+#: Names that are never copied from a mapping to the top level (the source sets them itself).
+_OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "user_id",
+                         "device_id"})  # fmt: skip
+_TOP_LEVEL = TOP_LEVEL_FIELDS - _OWN_FIELDS
+#: Span attributes that name the user (OTel semantic conventions, old and new).
+_USER_ATTRIBUTES = ("amplitude.user_id", "enduser.id", "user.id")
+
+
+def span_identity() -> Identity | None:
+    """The user of the current recording OTel span (``enduser.id`` or ``user.id``), if any."""
+    span = trace.get_current_span()
+    attributes = getattr(span, "attributes", None)
+    if not attributes:
+        return None
+    for name in _USER_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and value:
+            return Identity(user_id=value)
+    return None
+
+
+class EventMapper:
+    """Builds events from flat mappings with one client's settings (prefix, id rules, IP policy)."""
+
+    __slots__ = ("_min_id_length", "_prefix", "_send_ip")
+
+    def __init__(self, settings: Settings) -> None:
+        self._prefix = settings.event_prefix
+        self._min_id_length = settings.min_id_length
+        self._send_ip = settings.send_ip
+
+    def build(
+        self,
+        event_type: str,
+        values: Mapping[str, Any],
+        *,
+        time: object = None,
+        insert_id: str | None = None,
+        properties: dict[str, Any] | None = None,
+        fallback: Callable[[], Identity | None] = span_identity,
+    ) -> Event | None:
+        """The event, or None when nobody can be named as its user or device.
+
+        ``properties`` are event properties the source adds (they lose to the mapping's own).
+        Raises :class:`InvalidEventError` for an event that cannot be sent.
+        """
+        event_properties: dict[str, Any] = dict(properties) if properties else {}
+        user_properties: dict[str, Any] | None = None
+        fields: dict[str, Any] | None = None
+        user_id = values.get("user_id")
+        device_id = values.get("device_id")
+        for key, value in values.items():
+            if key in _TOP_LEVEL:
+                if fields is None:
+                    fields = {}
+                fields[key] = value
+            elif key in _OWN_FIELDS:
+                if key == "event_properties" and isinstance(value, Mapping):
+                    event_properties.update(value)
+                elif key == "user_properties" and isinstance(value, Mapping):
+                    user_properties = {**(user_properties or {}), **value}
+                elif key in ("event_type", "event_properties", "user_properties"):
+                    event_properties[key] = value
+            else:
+                event_properties[key] = value
+
+        if fields is not None:
+            event_time = fields.pop("time", None)
+            time = event_time if event_time is not None else time
+            insert_id = fields.pop("insert_id", None) or insert_id
+            if not self._send_ip:
+                fields.pop("ip", None)
+
+        if user_id is None or device_id is None or (fields is None or "session_id" not in fields):
+            bound = current_identity()
+            if bound is None and user_id is None and device_id is None:
+                bound = fallback()
+            if bound is not None:
+                if user_id is None and device_id is None:
+                    user_id, device_id = bound.user_id, bound.device_id
+                if bound.session_id is not None and (fields is None or "session_id" not in fields):
+                    fields = {**(fields or {}), "session_id": bound.session_id}
+        if user_id is None and device_id is None:
+            return None
+
+        return make_event(
+            self._prefix + event_type if self._prefix else event_type,
+            user_id=user_id,
+            device_id=device_id,
+            time=time,
+            insert_id=insert_id,
+            event_properties=event_properties or None,
+            user_properties=user_properties,
+            fields=fields,
+            min_id_length=self._min_id_length,
+        )
