@@ -1,7 +1,8 @@
 """The rules every source shares to turn (event type, flat attributes) into an Amplitude event.
 
 A logging ``extra``, a structlog event dict, an OTel log record's attributes: each is a flat
-mapping. Keys that are Amplitude top-level fields go to the top level, ``event_properties`` and
+mapping. Keys that are Amplitude top-level fields, with a value of that field's type, go to the
+top level (``time`` is converted from any accepted form), ``event_properties`` and
 ``user_properties`` mappings are merged, everything else is an event property. Ids missing from
 the mapping come from the bound context, then from the current OTel span's ``enduser.id``.
 """
@@ -15,7 +16,7 @@ from opentelemetry import trace
 
 from ._context import Identity, current_identity
 from ._event import Event
-from ._fields import TOP_LEVEL_FIELDS
+from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
 from ._validate import make_event
 
@@ -27,6 +28,19 @@ _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "u
 _TOP_LEVEL = TOP_LEVEL_FIELDS - _OWN_FIELDS
 #: Span attributes that name the user (OTel semantic conventions, old and new).
 _USER_ATTRIBUTES = ("amplitude.user_id", "enduser.id", "user.id")
+
+
+def _fits(kind: FieldKind, value: object) -> bool:
+    """Whether ``value`` has the JSON type of a top-level field of ``kind``."""
+    if kind is FieldKind.STRING:
+        return isinstance(value, str)
+    if kind is FieldKind.INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is FieldKind.FLOAT:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is FieldKind.BOOLEAN:
+        return isinstance(value, bool)
+    return isinstance(value, Mapping)
 
 
 def span_identity() -> Identity | None:
@@ -73,7 +87,9 @@ class EventMapper:
         user_id = values.get("user_id")
         device_id = values.get("device_id")
         for key, value in values.items():
-            if key in _TOP_LEVEL:
+            # A key naming an Amplitude field goes to the top level only when its value has that
+            # field's type: extra={"plan": "pro"} stays a property, as its author meant.
+            if key in _TOP_LEVEL and (key == "time" or _fits(FIELD_BY_NAME[key].kind, value)):
                 if fields is None:
                     fields = {}
                 fields[key] = value

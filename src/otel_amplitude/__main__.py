@@ -1,0 +1,87 @@
+"""The ``otel-amplitude`` command: ``demo``, ``serve`` and ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .exceptions import ConfigError
+
+__all__ = ["main"]
+
+
+def _check(_args: argparse.Namespace) -> int:
+    """Validate the AMPLITUDE_* environment and print the resolved settings, secrets masked."""
+    from ._settings import Settings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            settings = Settings.from_env()
+        except ConfigError as error:
+            print(f"otel-amplitude: configuration error: {error}", file=sys.stderr)
+            return 2
+    for warning in caught:
+        print(f"otel-amplitude: warning: {warning.message}", file=sys.stderr)
+    rows = settings.describe()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    if settings.enabled and not settings.api_key:
+        print(
+            "otel-amplitude: AMPLITUDE_API_KEY is not set: events cannot be sent "
+            "(set it, or AMPLITUDE_ENABLED=false)",
+            file=sys.stderr,
+        )
+        return 1
+    print("configuration OK")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Run the local Amplitude-compatible server until interrupted."""
+    from .testing import serve
+
+    return serve(args.host, args.port, args.api_key or None)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(users=args.users, quiet=args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="otel-amplitude",
+        description="Deliver OpenTelemetry, logging and structlog events to Amplitude.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run an instrumented workload against a local Amplitude-compatible server"
+    )
+    demo.add_argument("--users", type=int, default=300, help="distinct users (default 300)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+
+    serve = commands.add_parser("serve", help="run the local Amplitude-compatible server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument("--api-key", action="append", help="accept only this key (repeatable)")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser(
+        "check", help="validate AMPLITUDE_* variables and print the resolved settings"
+    )
+    check.set_defaults(run=_check)
+
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
