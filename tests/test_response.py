@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otel_amplitude._event import Event
-from otel_amplitude._response import Action, classify, classify_failure
+from otel_amplitude._response import Action, Verdict, classify, classify_failure
 
 
 def events(*ids: tuple[str | None, str | None]) -> list[Event]:
@@ -19,7 +19,7 @@ def body(**fields: object) -> bytes:
     return orjson.dumps(fields)
 
 
-def actions(verdict, count):
+def actions(verdict: Verdict, count: int) -> list[tuple[Action, str | None]]:
     return [verdict.action_for(i) for i in range(count)]
 
 
@@ -80,7 +80,9 @@ def test_400_invalid_id_length_and_silenced_events_are_rejected_with_their_reaso
 
 
 def test_400_indexes_out_of_range_or_of_the_wrong_type_are_ignored():
-    verdict = classify(USERS, 400, body(code=400, events_with_invalid_fields={"time": [7, "1", True, 1]}))
+    verdict = classify(
+        USERS, 400, body(code=400, events_with_invalid_fields={"time": [7, "1", True, 1]})
+    )
     assert actions(verdict, 3) == [
         (Action.RESEND, None),
         (Action.REJECT, "invalid_field:time"),
@@ -96,11 +98,15 @@ def test_400_invalid_api_key_holds_the_events_and_never_keeps_the_key_text():
 
 
 def test_400_missing_request_field_rejects_everything_without_retry():
-    verdict = classify(USERS, 400, body(code=400, error="Request missing required field", missing_field="api_key"))
+    verdict = classify(
+        USERS, 400, body(code=400, error="Request missing required field", missing_field="api_key")
+    )
     assert actions(verdict, 3) == [(Action.REJECT, "missing_request_field:api_key")] * 3
 
 
-@pytest.mark.parametrize("payload", [body(code=400, error="Invalid JSON request body"), b"<html>400</html>", b""])
+@pytest.mark.parametrize(
+    "payload", [body(code=400, error="Invalid JSON request body"), b"<html>400</html>", b""]
+)
 def test_400_naming_no_event_is_not_retried(payload):
     verdict = classify(USERS, 400, payload)
     assert verdict.action is Action.REJECT
@@ -155,7 +161,11 @@ def test_429_over_the_daily_quota_drops_those_events():
     verdict = classify(
         sent,
         429,
-        body(code=429, exceeded_daily_quota_users={"user-a": 500001}, exceeded_daily_quota_devices={"dev-2": 1}),
+        body(
+            code=429,
+            exceeded_daily_quota_users={"user-a": 500001},
+            exceeded_daily_quota_devices={"dev-2": 1},
+        ),
     )
     assert actions(verdict, 3) == [
         (Action.DROP, "daily_quota"),
@@ -165,7 +175,9 @@ def test_429_over_the_daily_quota_drops_those_events():
 
 
 def test_429_retry_after_longer_than_30_seconds_is_honoured():
-    verdict = classify(USERS, 429, body(code=429, throttled_users={"user-a": 40}), retry_after="120")
+    verdict = classify(
+        USERS, 429, body(code=429, throttled_users={"user-a": 40}), retry_after="120"
+    )
     assert verdict.pause == 120.0
     assert classify(USERS, 429, body(code=429), retry_after="5").pause == 30.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ __all__ = ["THROTTLE_PAUSE_SECONDS", "Backoff", "throttle_pause"]
 #: How long Amplitude asks a throttled user or device to wait (amplitude-api.md §3, 429).
 THROTTLE_PAUSE_SECONDS = 30.0
 
-#: The longest pause a Retry-After header may impose; a larger value is taken as this.
+#: The longest pause a Retry-After header may impose; larger values are taken as this.
 MAX_PAUSE_SECONDS = 3_600.0
 
 
@@ -39,6 +40,6 @@ def throttle_pause(retry_after: str | None) -> float:
             seconds = float(retry_after.strip())
         except ValueError:
             return THROTTLE_PAUSE_SECONDS
-        if seconds == seconds:  # not NaN
+        if not math.isnan(seconds):
             return min(max(seconds, THROTTLE_PAUSE_SECONDS), MAX_PAUSE_SECONDS)
     return THROTTLE_PAUSE_SECONDS

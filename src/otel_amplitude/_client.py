@@ -27,6 +27,7 @@ from .exceptions import ConfigError
 __all__ = ["Client", "default_client"]
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
+_TRANSIT_SLACK = 10_000
 _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
@@ -61,9 +62,7 @@ class Client:
         _clients.add(self)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> Client:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Client:
         """A client configured from ``AMPLITUDE_*`` environment variables."""
         return cls(Settings.from_env(environ), **kwargs)
 
@@ -78,7 +77,10 @@ class Client:
         )
         self._inbound = self._dispatcher.inbound
         self._wake = self._dispatcher.wake
-        self._inbound_limit = self._settings.max_buffered_events
+        # The deque between callers and the dispatcher is transit, not storage: the overflow
+        # policy is applied by the dispatcher. This cap only bounds memory should the dispatcher
+        # fall far behind; past it, new events are dropped (counted as overflow).
+        self._inbound_limit = self._settings.max_buffered_events + _TRANSIT_SLACK
         self._wake_at = self._settings.flush_max_events
         self._refusal = "shutdown" if self._closed else "disabled"
         self._accepting = self._settings.enabled and not self._closed
@@ -178,7 +180,7 @@ class Client:
             timeout = self._settings.shutdown_timeout_ms / 1000.0
         deadline = time.monotonic() + timeout
         if started:
-            self.flush(timeout)
+            self._dispatcher.request_flush().done.wait(timeout)
             self._dispatcher.stop(deadline)
         else:
             self._dispatcher.mark_closed()
@@ -200,9 +202,7 @@ class Client:
 
     def __repr__(self) -> str:
         s = self._settings
-        return (
-            f"Client(url={s.ingestion_url!r}, started={self._started}, closed={self._closed})"
-        )
+        return f"Client(url={s.ingestion_url!r}, started={self._started}, closed={self._closed})"
 
     def _after_fork_in_child(self) -> None:
         # The parent's threads do not exist here and its locks may be held: start clean, and

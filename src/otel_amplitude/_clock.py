@@ -21,7 +21,10 @@ class Clock(Protocol):
         ...
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
-        """Wait until ``event`` is set or ``timeout`` seconds of this clock passed; return is_set()."""
+        """Wait until ``event`` is set or ``timeout`` seconds of this clock passed.
+
+        Returns whether the event is set.
+        """
         ...
 
 

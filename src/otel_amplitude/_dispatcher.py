@@ -250,10 +250,10 @@ class Dispatcher:
         for _ in range(count):
             item = inbound.popleft()
             counters.drained += 1
-            if item.__class__ is str:
-                counters.drop(item)  # type: ignore[arg-type]
+            if isinstance(item, str):
+                counters.drop(item)  # an integration's or the caller's counted drop
             else:
-                self._admit(item, now)  # type: ignore[arg-type]
+                self._admit(item, now)
             if self._unsealed and counters.drained >= self._unsealed[0].target:
                 self._seal_barriers()
         return bool(inbound)
@@ -271,14 +271,14 @@ class Dispatcher:
         partition = self._partitions.get(key)
         if partition is None:
             partition = self._partitions[key] = Partition(key)
-        if len(partition.events) >= self._capacity or (
+        full = len(partition.events) >= self._capacity or (
             self._buffered + self._in_flight >= self._max_buffered
-        ):
-            if not self._make_room(partition):
-                self.counters.drop("overflow")
-                if partition.state == IDLE and not partition.events:
-                    del self._partitions[key]
-                return
+        )
+        if full and not self._make_room(partition):
+            self.counters.drop("overflow")
+            if partition.state == IDLE and not partition.events:
+                del self._partitions[key]
+            return
         event.epoch = self._epoch
         self._outstanding[self._epoch] = self._outstanding.get(self._epoch, 0) + 1
         partition.events.append(event)
@@ -607,7 +607,7 @@ class Dispatcher:
         while self.inbound:
             item = self.inbound.popleft()
             self.counters.drained += 1
-            self.counters.drop(item if item.__class__ is str else "shutdown")  # type: ignore[arg-type]
+            self.counters.drop(item if isinstance(item, str) else "shutdown")
         for barrier in (*self._barriers, *self._unsealed, *self._sealed):
             barrier.done.set()
 

@@ -136,7 +136,8 @@ def _parse(body: bytes) -> dict[str, Any] | None:
 
 
 def _safe_error(payload: dict[str, Any] | None) -> str | None:
-    """Amplitude's error text when it is a known one; never echoes unknown text (it may hold data)."""
+    """Amplitude's error text when it is a known one; unknown text is never echoed (it may hold
+    data)."""
     if payload is None:
         return None
     error = payload.get("error")

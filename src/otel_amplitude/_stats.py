@@ -83,9 +83,7 @@ class Counters:
 
     def dead_letter(self, reason: str, count: int = 1) -> None:
         self.dead_lettered += count
-        self.dead_lettered_by_reason[reason] = (
-            self.dead_lettered_by_reason.get(reason, 0) + count
-        )
+        self.dead_lettered_by_reason[reason] = self.dead_lettered_by_reason.get(reason, 0) + count
 
     def response(self, status: int | None, failure: str | None) -> None:
         key = str(status) if status is not None else (failure or "no_response")

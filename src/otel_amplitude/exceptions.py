@@ -1,4 +1,4 @@
-"""The exceptions otel-amplitude raises, rooted at one class so callers catch at the level they need.
+"""The exceptions otel-amplitude raises, under one root so callers catch at the level they need.
 
 Messages name the thing, the bad value (never a secret) and the fix.
 """
@@ -13,7 +13,7 @@ class OtelAmplitudeError(Exception):
 
 
 class ConfigError(OtelAmplitudeError, ValueError):
-    """A setting (an environment variable or a ``Settings`` argument) has a value that cannot work."""
+    """A setting (an environment variable or a ``Settings`` argument) cannot work as given."""
 
 
 class InvalidEventError(OtelAmplitudeError, ValueError):
