@@ -136,8 +136,7 @@ def _parse(body: bytes) -> dict[str, Any] | None:
 
 
 def _safe_error(payload: dict[str, Any] | None) -> str | None:
-    """Amplitude's error text when it is a known one; unknown text is never echoed (it may hold
-    data)."""
+    """Amplitude's error text when it is a known one, else None: unknown text may hold data."""
     if payload is None:
         return None
     error = payload.get("error")
@@ -146,7 +145,7 @@ def _safe_error(payload: dict[str, Any] | None) -> str | None:
     for known in _KNOWN_ERRORS:
         if error.startswith(known):
             return known  # "Invalid API key: <key>" is reduced to "Invalid API key"
-    return "unrecognised error text"
+    return None
 
 
 def _accepted(events: Sequence[Event], status: int, payload: dict[str, Any] | None) -> Verdict:
