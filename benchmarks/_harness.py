@@ -58,7 +58,7 @@ class Figure:
         )
 
 
-def per_call_ns(fn: Callable[[int], None], n: int, repeats: int) -> Figure:
+def per_call_ns(fn: Callable[[int], object], n: int, repeats: int) -> Figure:
     """Nanoseconds per call of ``fn(i)`` over ``n`` calls, ``repeats`` times."""
     samples = []
     for _ in range(repeats):

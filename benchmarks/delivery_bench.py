@@ -26,7 +26,7 @@ def baseline_ns(n: int, repeats: int) -> Figure:
     logger.propagate = False
     logger.setLevel(logging.INFO)
     extra = {"user_id": "user-00001", "format": "pdf", "pages": 3, "plan": "pro"}
-    return per_call_ns(lambda i: logger.info("report_exported", extra=extra), n, repeats)
+    return per_call_ns(lambda _: logger.info("report_exported", extra=extra), n, repeats)
 
 
 def caller_cost(url: str, n: int, repeats: int) -> dict[str, Figure]:
@@ -92,8 +92,13 @@ def main(quick: bool = False) -> None:
         print("## Caller-thread cost (saturated loop)")
         print(f"- baseline logger.info, NullHandler: {base.show('ns/call')}")
         for name, figure in cost.items():
-            print(f"- Client.{name}: {figure.show('ns/call')}  = {figure.median / base.median:.2f}x baseline")
-        print(f"## End-to-end delivery, {n:,} events from {USERS:,} users, server in its own process")
+            print(
+                f"- Client.{name}: {figure.show('ns/call')}"
+                f"  = {figure.median / base.median:.2f}x baseline"
+            )
+        print(
+            f"## End-to-end delivery, {n:,} events from {USERS:,} users, server in its own process"
+        )
         for use_batch in (False, True):
             rate = end_to_end(url, n, use_batch=use_batch, repeats=repeats)
             mode = "Batch API" if use_batch else "HTTP V2"
