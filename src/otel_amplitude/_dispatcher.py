@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._backoff import Backoff
 from ._clock import Clock
@@ -35,6 +35,20 @@ __all__ = ["Barrier", "DeadLetterCallback", "Dispatcher"]
 
 #: A function given the wire form of events that could not be delivered, and why.
 DeadLetterCallback = Callable[[list[dict[str, Any]], str], None]
+
+#: Looks at an event as it enters the buffers (and again before a resend): returns a drop
+#: reason, or None to keep it. May rewrite the event's properties (PII scrubbing) in place.
+Screen = Callable[[Event], "str | None"]
+
+
+class Observer(Protocol):
+    """Receives what the dispatcher measures, for metrics. Called on the dispatcher thread."""
+
+    def request_done(self, outcome: str, seconds: float, events: int) -> None:
+        """One HTTP exchange ended: ``outcome`` is the status code or failure kind."""
+
+    def delivered(self, latencies: list[float]) -> None:
+        """Events were accepted, each ``latency`` seconds after it was created."""
 
 #: Most items moved from ``inbound`` in one slice: bounds how long the lock and the GIL are held.
 _SLICE = 2_048
@@ -68,8 +82,12 @@ class Dispatcher:
         *,
         on_dead_letter: DeadLetterCallback | None = None,
         rng: random.Random | None = None,
+        screen: Screen | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
+        self.screen = screen
+        self.observer = observer
         self.clock = clock
         self.inbound: deque[Event | str] = deque()
         self.wake = threading.Event()
@@ -162,6 +180,40 @@ class Dispatcher:
         with self.lock:
             self.closed = True
             self._drain_closed()
+
+    def purge(self, matches: Callable[[Event], bool], reason: str) -> int:
+        """Remove every buffered event that ``matches`` (counted as dropped with ``reason``).
+
+        Covers events in transit from callers, buffered, and waiting for a retry. Events on the
+        wire cannot be recalled; ``screen`` drops them should they come back for a resend.
+        Returns how many were removed.
+        """
+        removed = 0
+        with self.lock:
+            now = self.clock.monotonic()
+            while self.inbound:  # admit everything in transit first, so it can be purged too
+                self._drain(now)
+            for partition in list(self._partitions.values()):
+                kept = [e for e in partition.events if not matches(e)]
+                gone = len(partition.events) - len(kept)
+                if not gone:
+                    continue
+                for event in partition.events:
+                    if matches(event):
+                        self._finish(event)
+                partition.events.clear()
+                partition.events.extend(kept)
+                self._buffered -= gone
+                if partition.state == READY:
+                    self._ready_events -= gone
+                removed += gone
+                if not kept and partition.state in (READY, WAITING):
+                    partition.state = IDLE  # its queue entries are skipped when met
+                    del self._partitions[partition.key]
+            if removed:
+                self.counters.drop(reason, removed)
+            self._check_barriers()
+        return removed
 
     def mark_closed(self) -> None:
         """Close a dispatcher that never started: nothing to stop, nothing will be sent."""
@@ -266,6 +318,11 @@ class Dispatcher:
             self._sealed.append(barrier)
 
     def _admit(self, event: Event, now: float) -> None:
+        if self.screen is not None:
+            reason = self.screen(event)
+            if reason is not None:
+                self.counters.drop(reason)
+                return
         key = event.device_id if event.device_id is not None else event.user_id
         assert key is not None
         partition = self._partitions.get(key)
@@ -321,7 +378,8 @@ class Dispatcher:
         """Put an idle partition where it belongs: gone, ready, or waiting for its time."""
         if not partition.events:
             partition.state = IDLE
-            self._partitions.pop(partition.key, None)
+            if self._partitions.get(partition.key) is partition:
+                del self._partitions[partition.key]
         elif partition.not_before > now:
             partition.state = WAITING
             heapq.heappush(self._waiting, (partition.not_before, next(self._sequence), partition))
@@ -451,9 +509,16 @@ class Dispatcher:
     def _apply(self, request: _Request, delivery: Delivery, now: float) -> None:
         counters = self.counters
         self._requests_out -= 1
+        observer = self.observer
         for verdict, response in zip(delivery.verdicts, delivery.responses, strict=False):
             counters.response(response.status, response.failure)
             self._note(request, verdict, response.seconds)
+            if observer is not None:
+                outcome = str(response.status) if response.status is not None else response.failure
+                observer.request_done(
+                    outcome or "no_response", response.seconds, len(request.events)
+                )
+        latencies: list[float] | None = [] if observer is not None else None
         requeue: dict[str, list[Event]] = {}
         failed: set[str] = set()
         progressed: set[str] = set()
@@ -469,6 +534,8 @@ class Dispatcher:
                 counters.latency_count += 1
                 counters.latency_sum += latency
                 counters.latency_max = max(counters.latency_max, latency)
+                if latencies is not None:
+                    latencies.append(latency)
                 progressed.add(key)
                 self._finish(event)
             elif action is Action.REJECT:
@@ -481,11 +548,18 @@ class Dispatcher:
             elif action is Action.RETRY:
                 event.attempts += 1
                 failed.add(key)
-                if event.attempts > max_retries:
+                if self.screen is not None and (dropped := self.screen(event)) is not None:
+                    counters.drop(dropped)
+                    self._finish(event)
+                elif event.attempts > max_retries:
                     self._dead_letter([event], "retries_exhausted")
                 else:
                     counters.retried += 1
                     requeue.setdefault(key, []).append(event)
+            elif self.screen is not None and (dropped := self.screen(event)) is not None:
+                # Opted out or deleted while its request was on the wire: never sent again.
+                counters.drop(dropped)
+                self._finish(event)
             else:  # RESEND, THROTTLE, HOLD, SPLIT: not the event's fault, costs no attempt
                 if action is Action.THROTTLE:
                     counters.throttled += 1
@@ -493,6 +567,8 @@ class Dispatcher:
                     counters.retried += 1
                 requeue.setdefault(key, []).append(event)
 
+        if observer is not None and latencies:
+            observer.delivered(latencies)
         for verdict in delivery.verdicts:
             if verdict.throttled_users or verdict.throttled_devices:
                 until = now + verdict.pause

@@ -347,3 +347,26 @@ def test_submit_never_waits_for_a_slow_server(server: AmplitudeServer, make_clie
     assert stats["in_flight"] <= 4 * 10
     server.faults.delay_seconds = 0.0
     assert client.flush(timeout=10)
+
+
+def test_purge_removes_buffered_and_retrying_events_and_a_resend_is_screened(
+    server: AmplitudeServer, make_client: MakeClient, clock: ManualClock
+):
+    blocked: set[str] = set()
+    client = make_client(flush_interval_ms=3_600_000)
+    dispatcher = client._dispatcher
+    dispatcher.screen = lambda event: "opted_out" if event.user_id in blocked else None
+    server.faults.script(Fault(503))
+    client.track("first", user_id="user-leaving", event_properties={"seq": 0})
+    client.track("first", user_id="user-staying", event_properties={"seq": 0})
+    assert not client.flush(timeout=0.3)  # the 503 puts both into backoff
+    client.track("second", user_id="user-leaving", event_properties={"seq": 1})
+
+    blocked.add("user-leaving")
+    removed = dispatcher.purge(lambda event: event.user_id in blocked, "opted_out")
+
+    # The retrying event is purged; the one in transit is dropped by the screen as it is admitted.
+    assert removed == 1
+    drive(client, clock, lambda: client.stats()["accepted"] == 1)
+    assert [e["user_id"] for e in server.events] == ["user-staying"]
+    assert client.stats()["dropped_by_reason"] == {"opted_out": 2}

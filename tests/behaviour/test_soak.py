@@ -1,4 +1,5 @@
-"""The delivery soak at full size: 50,000 events, 500 devices, 20 % failing requests, 3 throttled users."""
+"""The delivery soak at full size: 50,000 events, 500 devices, 20 % of requests failing,
+3 users throttled."""
 
 from __future__ import annotations
 
