@@ -7,12 +7,19 @@ Amplitude events, batched per user and device, retried without duplicates, US or
 from __future__ import annotations
 
 from ._client import Client, default_client
+from ._context import bind
+from ._handler import AmplitudeHandler
+from ._log_exporter import AmplitudeLogExporter
 from ._settings import Settings
+from ._span_exporter import AmplitudeSpanExporter
 from ._stats import Stats
 from ._version import __version__
 from .exceptions import ConfigError, InvalidEventError, OtelAmplitudeError
 
 __all__ = [
+    "AmplitudeHandler",
+    "AmplitudeLogExporter",
+    "AmplitudeSpanExporter",
     "Client",
     "ConfigError",
     "InvalidEventError",
@@ -20,5 +27,6 @@ __all__ = [
     "Settings",
     "Stats",
     "__version__",
+    "bind",
     "default_client",
 ]

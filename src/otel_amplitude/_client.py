@@ -12,13 +12,19 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from opentelemetry.metrics import MeterProvider
+
 from ._clock import Clock, SystemClock
+from ._consent import Consent
 from ._dispatcher import DeadLetterCallback, Dispatcher
 from ._event import Event
+from ._health import Health, health
+from ._metrics import MetricsObserver
 from ._settings import Settings
 from ._stats import Stats
 from ._validate import make_event
@@ -39,6 +45,10 @@ class Client:
     one. Threads start on the first event, stop at :meth:`shutdown` or at interpreter exit
     (bounded by ``AMPLITUDE_SHUTDOWN_TIMEOUT_MS``), and start afresh in a forked child, which
     never resends its parent's events.
+
+    ``name`` tells clients apart in the library's metrics (their ``client`` attribute);
+    ``meter_provider`` is where those metrics go, by default the global one (a no-op until the
+    application sets one, whenever it does).
     """
 
     def __init__(
@@ -47,8 +57,15 @@ class Client:
         *,
         clock: Clock | None = None,
         on_dead_letter: DeadLetterCallback | None = None,
+        name: str = "default",
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         settings = settings if settings is not None else Settings.from_env()
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+            raise ConfigError(
+                f"Client name must be 1 to 64 printable characters, got {name!r:.80}: it is the "
+                "'client' attribute of the library's metrics, so keep it short and fixed"
+            )
         if settings.enabled and not settings.api_key:
             raise ConfigError(
                 "AMPLITUDE_API_KEY is required to send events: set it to your Amplitude "
@@ -58,6 +75,15 @@ class Client:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._on_dead_letter = on_dead_letter
         self._closed = False
+        self._name = name
+        self._observer = MetricsObserver(
+            self.stats,
+            name=name,
+            endpoint="batch" if settings.use_batch else "httpapi",
+            meter_provider=meter_provider,
+        )
+        self.consent = Consent(settings, clock=self._clock, dispatcher=lambda: self._dispatcher)
+        """Opt-outs, opt-ins, deletions: see :class:`~otel_amplitude._consent.Consent`."""
         self._new_pipeline()
         _clients.add(self)
 
@@ -73,7 +99,17 @@ class Client:
     def _new_pipeline(self) -> None:
         """Fresh state and no threads: at construction, and in a forked child."""
         self._dispatcher = Dispatcher(
-            self._settings, self._clock, on_dead_letter=self._on_dead_letter
+            self._settings,
+            self._clock,
+            on_dead_letter=self._on_dead_letter,
+            observer=self._observer,
+            screen=self.consent.screen,
+        )
+        self._gate = self.consent.gate
+        # health(): snapshots of earlier calls, oldest first, from a fresh zero at this moment.
+        self._health_lock = threading.Lock()
+        self._health_samples: deque[tuple[float, Stats | None]] = deque(
+            [(self._clock.monotonic(), None)]
         )
         self._inbound = self._dispatcher.inbound
         self._wake = self._dispatcher.wake
@@ -125,6 +161,10 @@ class Client:
         """Queue a validated event: an O(1) append, no lock, no I/O, never a wait."""
         if not self._started:
             self._start()
+        gate = self._gate
+        if gate.active and (refused := gate.refuse(event)) is not None:
+            self._inbound.append(refused)  # opted out, deleted, no consent: counted as dropped
+            return
         inbound = self._inbound
         if len(inbound) >= self._inbound_limit:
             inbound.append("overflow")  # counted as dropped by the dispatcher
@@ -145,6 +185,7 @@ class Client:
                 return
             if not self._closed:
                 self._dispatcher.start()
+                self.consent.start()
                 _register_exit_hook()
             self._started = True
 
@@ -184,10 +225,31 @@ class Client:
             self._dispatcher.stop(deadline)
         else:
             self._dispatcher.mark_closed()
+        self.consent.close(deadline)  # pending deletions stay in the store for the next start
 
     def stats(self) -> Stats:
         """A consistent snapshot of the pipeline's counters (cheap; safe to poll)."""
         return self._dispatcher.snapshot()
+
+    def health(self, window: float = 60.0) -> Health:
+        """``ok``, ``degraded`` or ``failing``, with the reason, judged on recent activity.
+
+        Recent means since the latest earlier call of ``health()`` made at least ``window``
+        seconds ago (of the client's clock), or since the client started: poll it as often as
+        you like. The rules are :func:`otel_amplitude._health.health`'s.
+        """
+        if not window > 0:
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        current = self.stats()
+        with self._health_lock:
+            now = self._clock.monotonic()
+            samples = self._health_samples
+            while len(samples) > 1 and samples[1][0] <= now - window:
+                samples.popleft()  # the newest sample at least ``window`` old stays in front
+            since, previous = samples[0]
+            if now - samples[-1][0] >= window / 10:  # bounded: about 11 samples per window
+                samples.append((now, current))
+        return health(current, previous, seconds=now - since)
 
     def __enter__(self) -> Client:
         return self
@@ -202,7 +264,10 @@ class Client:
 
     def __repr__(self) -> str:
         s = self._settings
-        return f"Client(url={s.ingestion_url!r}, started={self._started}, closed={self._closed})"
+        return (
+            f"Client(name={self._name!r}, url={s.ingestion_url!r}, started={self._started}, "
+            f"closed={self._closed})"
+        )
 
     def _after_fork_in_child(self) -> None:
         # The parent's threads do not exist here and its locks may be held: start clean, and
@@ -259,3 +324,8 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Registered at import, before any TracerProvider or LoggerProvider the application creates:
+# atexit runs hooks last-in first-out, so the providers' own exit shutdown (which exports their
+# final spans and records to us) runs first, and this flush still delivers what they exported.
+_register_exit_hook()

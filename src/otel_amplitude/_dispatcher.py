@@ -25,6 +25,7 @@ from ._backoff import Backoff
 from ._clock import Clock
 from ._event import Event, to_wire
 from ._log import RateLimitedLog, mark_library_thread
+from ._log import logger as _library_log
 from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
 from ._response import Action, Verdict
 from ._sender import BATCH_MAX_BYTES, HTTPAPI_MAX_BYTES, Delivery, Transport, deliver
@@ -42,7 +43,10 @@ Screen = Callable[[Event], "str | None"]
 
 
 class Observer(Protocol):
-    """Receives what the dispatcher measures, for metrics. Called on the dispatcher thread."""
+    """Receives what the dispatcher measures, for metrics (``_metrics.MetricsObserver``).
+
+    Called on the dispatcher thread with its lock held: keep it to a few microseconds a call.
+    """
 
     def request_done(self, outcome: str, seconds: float, events: int) -> None:
         """One HTTP exchange ended: ``outcome`` is the status code or failure kind."""
@@ -596,35 +600,55 @@ class Dispatcher:
                 self._due = True
 
     def _note(self, request: _Request, verdict: Verdict, seconds: float) -> None:
-        """The library's log line for one response: status, counts, never payload or key."""
+        """The library's log line for one response: status, counts, never payload or key.
+
+        ``[request N]`` ties together the lines of one request (its split halves included);
+        ``attempt`` is the try of its most-retried event. Success is DEBUG, the rest is WARNING
+        (ERROR for a refused key), each kind rate-limited.
+        """
         if verdict.kind == "accepted":
+            if _library_log.isEnabledFor(logging.DEBUG):
+                _library_log.debug(
+                    "Amplitude answered %s in %.0f ms (attempt %d): events_ingested=%s; the "
+                    "request had %d events [request %d]",
+                    verdict.status,
+                    seconds * 1000.0,
+                    1 + max(e.attempts for e in request.events),
+                    verdict.ingested,
+                    len(request.events),
+                    request.number,
+                )
             return
-        level = logging.WARNING
+        attempt = 1 + max(e.attempts for e in request.events)
         if verdict.kind in ("invalid_api_key", "unauthorized", "not_found"):
-            level = logging.ERROR
             self._log.log(
-                level,
+                logging.ERROR,
                 f"hold-{verdict.kind}",
-                "Amplitude refused delivery (%s, HTTP %s); delivery is paused for %d s and the "
-                "events are kept. Check AMPLITUDE_API_KEY, AMPLITUDE_SERVER_ZONE (an EU project's "
-                "key is refused by the US endpoint) and AMPLITUDE_SERVER_URL. [request %d]",
+                "Amplitude refused delivery (%s, HTTP %s) in %.0f ms; delivery is paused for %d s "
+                "and the events are kept. Check AMPLITUDE_API_KEY, AMPLITUDE_SERVER_ZONE (an EU "
+                "project's key is refused by the US endpoint) and AMPLITUDE_SERVER_URL; the "
+                "request had %d events [request %d]",
                 verdict.kind,
                 verdict.status,
+                seconds * 1000.0,
                 int(HOLD_SECONDS),
+                len(request.events),
                 request.number,
             )
             return
         self._log.log(
-            level,
+            logging.WARNING,
             f"response-{verdict.kind}",
-            "Amplitude answered %s (%s) to a request of %d events in %.0f ms; %s "
-            "throttled users, %s throttled devices [request %d]",
+            "Amplitude answered %s (%s) in %.0f ms (attempt %d): events_ingested=%s, %d "
+            "throttled users, %d throttled devices; the request had %d events [request %d]",
             verdict.status if verdict.status is not None else "nothing",
             verdict.error or verdict.kind,
-            len(request.events),
             seconds * 1000.0,
+            attempt,
+            verdict.ingested if verdict.ingested is not None else "n/a",
             len(verdict.throttled_users),
             len(verdict.throttled_devices),
+            len(request.events),
             request.number,
         )
 

@@ -1,0 +1,104 @@
+"""``AmplitudeLogExporter``: an OpenTelemetry log record exporter that queues records as events.
+
+Which records are events, and what each becomes, is :mod:`otel_amplitude._log_record_mapping`'s
+job; this module is the SDK contract around it, the same as the span exporter's
+(:mod:`otel_amplitude._span_exporter`): ``export`` returns ``SUCCESS`` once the events are queued
+(the client delivers and retries them; the log record processor would not) and ``FAILURE`` after
+``shutdown()``; ``force_flush`` flushes the client; ``shutdown()`` flushes it within a bound but
+never shuts it down, since it may be shared. Importing this module registers the client's exit
+flush ahead of the ``LoggerProvider``'s own exit hook, so the records its batch processor exports
+at exit are still delivered.
+
+The base class is ``LogRecordExporter`` on recent ``opentelemetry-sdk`` releases (1.45 among
+them), which pass ``ReadableLogRecord`` objects, and ``LogExporter`` on older ones, which pass
+``LogData``: both carry the ``log_record`` and ``instrumentation_scope`` the mapping reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._client import Client, default_client
+from ._log import RateLimitedLog
+from ._log_record_mapping import ExportedLogRecord, LogRecordMapper
+from ._span_mapping import Skipped
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+else:
+    try:
+        from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+    except ImportError:  # pragma: no cover - older opentelemetry-sdk releases
+        from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter
+        from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult
+
+__all__ = ["AmplitudeLogExporter"]
+
+_warnings = RateLimitedLog(time.monotonic)
+
+# The client's exit hook is registered when _client is imported, before any provider's.
+
+
+class AmplitudeLogExporter(LogRecordExporter):
+    """Sends OpenTelemetry log records to Amplitude as events, through ``client`` (default: the
+    process-wide client). The body (or the event name) is the event type, the attributes the
+    event; records without a user or device are counted as dropped, not sent.
+
+    Add it behind a log record processor::
+
+        provider.add_log_record_processor(BatchLogRecordProcessor(AmplitudeLogExporter()))
+
+    or set ``OTEL_LOGS_EXPORTER=amplitude`` under ``opentelemetry-instrument``. Without a client,
+    the default client is built at construction, so a missing ``AMPLITUDE_API_KEY`` raises
+    :class:`~otel_amplitude.ConfigError` at once.
+    """
+
+    def __init__(self, client: Client | None = None) -> None:
+        self._client = client if client is not None else default_client()
+        self._mapper = LogRecordMapper(self._client.settings)
+        self._shutdown = False
+
+    @property
+    def client(self) -> Client:
+        """The client this exporter feeds."""
+        return self._client
+
+    def export(self, batch: Sequence[ExportedLogRecord]) -> LogRecordExportResult:
+        """Queue the events among ``batch``; ``SUCCESS`` once queued, ``FAILURE`` after shutdown."""
+        if self._shutdown:
+            return LogRecordExportResult.FAILURE
+        client = self._client
+        map_record = self._mapper.map
+        for item in batch:
+            outcome = map_record(item)
+            if outcome is None:
+                continue
+            if not isinstance(outcome, Skipped):
+                client.submit(outcome)
+                continue
+            client.discard(outcome.reason)
+            error = outcome.error
+            if error is not None:
+                _warnings.log(
+                    logging.WARNING,
+                    "log-invalid:" + error.field.split(".", 1)[0],  # a bounded set of keys
+                    "AmplitudeLogExporter dropped an invalid event: %s: %s",
+                    error.field,
+                    error.reason,
+                )
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Deliver what the client holds; True when all of it reached a final state in time."""
+        return self._client.flush(timeout_millis / 1000.0)
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        """Refuse further exports and flush, bounded; the client keeps running."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        limit = self._client.settings.shutdown_timeout_ms
+        self._client.flush(max(0.0, min(timeout_millis, limit)) / 1000.0)
