@@ -17,7 +17,7 @@ import orjson
 from ._backoff import throttle_pause
 from ._event import Event
 
-__all__ = ["Action", "Verdict", "classify", "classify_failure"]
+__all__ = ["Action", "Verdict", "classify", "classify_failure", "classify_identify"]
 
 
 class Action(enum.IntEnum):
@@ -122,6 +122,27 @@ def classify(
         reason=f"http_{status}",
         error=error,
     )
+
+
+def classify_identify(
+    identifications: Sequence[Event], status: int, body: bytes, *, retry_after: str | None = None
+) -> Verdict:
+    """Classify an Identify API response: plain-text tokens, or HTTP V2-shaped JSON for a 429.
+
+    ``identifications`` stand for the request's identifications, one event each, in order.
+    """
+    token = body.strip()
+    if 200 <= status < 300:
+        return Verdict(kind="accepted", status=status, action=Action.ACCEPT)
+    if status == 400 and token == b"invalid_api_key":
+        return Verdict(
+            kind="invalid_api_key", status=400, action=Action.HOLD, error="Invalid API key"
+        )
+    if status == 400 and token == b"missing_event":
+        return Verdict(
+            kind="invalid_request", status=400, action=Action.REJECT, reason="missing_event"
+        )
+    return classify(identifications, status, body, retry_after=retry_after)
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ Knows nothing of spans, log records or partitions: it turns a list of events int
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,7 +22,8 @@ from urllib3.exceptions import (
 )
 
 from ._event import Event, to_wire
-from ._response import Action, Verdict, classify, classify_failure
+from ._identify import IDENTIFY, MAX_IDENTIFICATIONS, coalesce, encode_identify
+from ._response import Action, Verdict, classify, classify_failure, classify_identify
 from ._version import __version__
 
 __all__ = ["Delivery", "Response", "Transport", "deliver", "encode_request"]
@@ -36,6 +37,7 @@ _HEADERS = {
     "Accept": "*/*",
     "User-Agent": f"otel-amplitude/{__version__}",
 }
+_FORM_HEADERS = {**_HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +64,12 @@ class Transport:
             headers=_HEADERS,
         )
 
-    def post(self, url: str, body: bytes) -> Response:
-        """POST ``body``; any failure to get an answer is reported, never raised."""
+    def post(self, url: str, body: bytes, *, form: bool = False) -> Response:
+        """POST ``body`` (JSON, or a form); a failure to get an answer is reported, not raised."""
         started = time.perf_counter()
+        headers = _FORM_HEADERS if form else None
         try:
-            reply = self._pool.request("POST", url, body=body, redirect=False)
+            reply = self._pool.request("POST", url, body=body, headers=headers, redirect=False)
         except Urllib3TimeoutError:
             return Response(None, b"", None, "timeout", time.perf_counter() - started)
         except NewConnectionError:
@@ -120,13 +123,17 @@ def deliver(
     *,
     min_id_length: int | None,
     max_bytes: int,
+    identify_url: str = "",
 ) -> Delivery:
     """Send ``events`` in one request, or in deterministic halves when it is too large.
 
     A split is not a retry: halves go out one after the other (left first, so each device's order
     holds), and when the left half leaves anything to send again the right half is not sent but
-    handed back unchanged, to follow it in order.
+    handed back unchanged, to follow it in order. A request of ``$identify`` updates goes to the
+    Identify API (``identify_url``) instead.
     """
+    if events and events[0].event_type == IDENTIFY:
+        return _deliver_identify(transport, identify_url, api_key, events)
     body = encode_request(api_key, events, min_id_length)
     if len(body) > max_bytes:
         if len(events) == 1:
@@ -154,21 +161,52 @@ def _bisect(
     min_id_length: int | None,
     max_bytes: int,
 ) -> Delivery:
+    def send(half: Sequence[Event]) -> Delivery:
+        return deliver(
+            transport, url, api_key, half, min_id_length=min_id_length, max_bytes=max_bytes
+        )
+
+    return _in_halves(events, send)
+
+
+def _in_halves(events: Sequence[Event], send: Callable[[Sequence[Event]], Delivery]) -> Delivery:
     middle = len(events) // 2
-    result = deliver(
-        transport, url, api_key, events[:middle], min_id_length=min_id_length, max_bytes=max_bytes
-    )
+    result = send(events[:middle])
     if any(action in _SENT_AGAIN for action, _ in result.actions):
         result.actions.extend([(Action.RESEND, None)] * (len(events) - middle))
         return result
-    result.extend(
-        deliver(
-            transport,
-            url,
-            api_key,
-            events[middle:],
-            min_id_length=min_id_length,
-            max_bytes=max_bytes,
-        )
-    )
+    result.extend(send(events[middle:]))
     return result
+
+
+def _deliver_identify(
+    transport: Transport, url: str, api_key: str, events: Sequence[Event]
+) -> Delivery:
+    """Send updates to the Identify API, consecutive updates of one user merged into one."""
+    items, groups = coalesce(events)
+    body = encode_identify(api_key, items)
+    if len(items) > MAX_IDENTIFICATIONS or len(body) > HTTPAPI_MAX_BYTES:
+        if len(events) == 1:
+            return Delivery([(Action.REJECT, "too_large")])
+        return _in_halves(events, lambda half: _deliver_identify(transport, url, api_key, half))
+    response = transport.post(url, body, form=True)
+    representatives = [events[group[0]] for group in groups]
+    if response.status is None:
+        verdict = classify_failure(response.failure or "connection_error")
+    else:
+        verdict = classify_identify(
+            representatives, response.status, response.body, retry_after=response.retry_after
+        )
+    if verdict.action is Action.SPLIT:
+        if len(events) == 1:
+            return Delivery([(Action.REJECT, "too_large")], [verdict], [response])
+        delivery = _in_halves(events, lambda half: _deliver_identify(transport, url, api_key, half))
+        delivery.verdicts.insert(0, verdict)
+        delivery.responses.insert(0, response)
+        return delivery
+    actions: list[tuple[Action, str | None]] = [(Action.ACCEPT, None)] * len(events)
+    for position, group in enumerate(groups):
+        outcome = verdict.action_for(position)
+        for index in group:
+            actions[index] = outcome
+    return Delivery(actions, [verdict], [response])
