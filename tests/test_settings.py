@@ -33,12 +33,21 @@ INTEGERS = {
     "AMPLITUDE_SHUTDOWN_TIMEOUT_MS": ("shutdown_timeout_ms", 0, 600_000),
 }
 BOOLEANS = {"AMPLITUDE_USE_BATCH": "use_batch", "AMPLITUDE_ENABLED": "enabled"}
-KEYS = {"AMPLITUDE_API_KEY": "api_key", "AMPLITUDE_SECRET_KEY": "secret_key"}
+KEYS = {
+    "AMPLITUDE_API_KEY": "api_key",
+    "AMPLITUDE_SECRET_KEY": "secret_key",
+    "AMPLITUDE_PII_SALT": "pii_salt",
+}
 URL_RULE = (
     "must be an http or https URL with a host, an optional port and path prefix,"
     " and no query or fragment"
 )
 BOOLEAN_RULE = "must be true or false (also 1/0, yes/no, on/off)"
+PII_KEYS = (
+    "email", "phone", "phone_number", "mobile", "password", "ssn", "card_number", "iban",
+    "ip_address",
+)  # fmt: skip
+REDIS_RULE = "must be a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
 API_KEY = "0123456789abcdef0123456789abcdef"
 SECRET_KEY = "fedcba9876543210fedcba9876543210"
 
@@ -80,6 +89,12 @@ def test_defaults_are_the_documented_values() -> None:
         "log_include_logger": False,
         "span_events": (),
         "send_ip": False,
+        "consent_mode": "opt_out",
+        "consent_db": None,
+        "consent_redis_url": None,
+        "pii": "redact",
+        "pii_keys": PII_KEYS,
+        "pii_salt": None,
         "shutdown_timeout_ms": 2000,
     }
 
@@ -135,6 +150,18 @@ VALID: list[tuple[str, str, str, object]] = [
     ("AMPLITUDE_LOG_INCLUDE_LOGGER", "true", "log_include_logger", True),
     ("AMPLITUDE_SPAN_EVENTS", "checkout.*, report_*", "span_events", ("checkout.*", "report_*")),
     ("AMPLITUDE_SEND_IP", "on", "send_ip", True),
+    ("AMPLITUDE_CONSENT_MODE", "OPT_IN", "consent_mode", "opt_in"),
+    ("AMPLITUDE_CONSENT_MODE", "opt_out", "consent_mode", "opt_out"),
+    ("AMPLITUDE_CONSENT_DB", " /var/lib/app/consent.db ", "consent_db", "/var/lib/app/consent.db"),
+    ("AMPLITUDE_CONSENT_REDIS_URL", "redis://localhost:6379/0", "consent_redis_url",
+     "redis://localhost:6379/0"),
+    ("AMPLITUDE_CONSENT_REDIS_URL", "rediss://:s3cret@cache.example.com:6380", "consent_redis_url",
+     "rediss://:s3cret@cache.example.com:6380"),
+    ("AMPLITUDE_PII", " Redact ", "pii", "redact"),
+    ("AMPLITUDE_PII", "off", "pii", "off"),
+    ("AMPLITUDE_PII_KEYS", "Email, Home_Address,phone", "pii_keys",
+     ("email", "home_address", "phone")),
+    ("AMPLITUDE_PII_SALT", SECRET_KEY, "pii_salt", SECRET_KEY),
 ]  # fmt: skip
 
 
@@ -266,6 +293,22 @@ INVALID: list[tuple[str, str, str]] = [
      "AMPLITUDE_SPAN_EVENTS must be a comma-separated list of name patterns such as 'checkout.*,report_*', got 'a,,b'"),
     ("AMPLITUDE_SEND_IP", "2",
      "AMPLITUDE_SEND_IP must be true or false (also 1/0, yes/no, on/off), got '2'"),
+    ("AMPLITUDE_CONSENT_MODE", "opt-in",
+     "AMPLITUDE_CONSENT_MODE must be 'opt_out' or 'opt_in', got 'opt-in'"),
+    ("AMPLITUDE_CONSENT_DB", "/",
+     "AMPLITUDE_CONSENT_DB must be a path to a file, which is created if missing, got '/'"),
+    ("AMPLITUDE_CONSENT_REDIS_URL", "http://localhost:6379",
+     f"AMPLITUDE_CONSENT_REDIS_URL {REDIS_RULE}, got 'http://localhost:6379'"),
+    ("AMPLITUDE_CONSENT_REDIS_URL", "redis://:hunter2@localhost:6379/db",
+     f"AMPLITUDE_CONSENT_REDIS_URL {REDIS_RULE}"),
+    ("AMPLITUDE_PII", "mask",
+     "AMPLITUDE_PII must be 'off', 'redact' or 'hash', got 'mask'"),
+    ("AMPLITUDE_PII_KEYS", "email,,phone",
+     "AMPLITUDE_PII_KEYS must be a comma-separated list of property names such as"
+     " 'email,phone', got 'email,,phone'"),
+    ("AMPLITUDE_PII_SALT", "short-salt", "AMPLITUDE_PII_SALT must be at least 16 characters long"),
+    ("AMPLITUDE_PII_SALT", "a salt with spaces in it",
+     "AMPLITUDE_PII_SALT must not contain whitespace"),
 ]  # fmt: skip
 
 
@@ -650,3 +693,47 @@ def test_the_reference_documents_every_variable_with_its_default_and_reason() ->
         assert "Default: " in section
         assert "Why this default: " in section
         assert len(section) > 200
+
+
+# --- Privacy settings ------------------------------------------------------------------------
+
+
+def test_hash_mode_needs_a_salt() -> None:
+    assert error_of({"AMPLITUDE_PII": "hash"}) == (
+        "AMPLITUDE_PII=hash needs AMPLITUDE_PII_SALT, the secret key of the hash (at least 16"
+        " characters): set it, or use AMPLITUDE_PII=redact"
+    )
+    with pytest.raises(ConfigError, match="AMPLITUDE_PII_SALT"):
+        Settings(pii="hash")
+    assert Settings(pii="hash", pii_salt=SECRET_KEY).pii == "hash"
+
+
+def test_consent_lives_in_one_store_only() -> None:
+    message = error_of(
+        {"AMPLITUDE_CONSENT_DB": "/tmp/c.db", "AMPLITUDE_CONSENT_REDIS_URL": "redis://h:6379"}
+    )
+
+    assert message.startswith("AMPLITUDE_CONSENT_DB and AMPLITUDE_CONSENT_REDIS_URL are both set")
+
+
+def test_a_redis_password_is_never_shown() -> None:
+    settings = Settings(consent_redis_url="redis://app:hunter2@cache:6379/2")
+
+    assert "hunter2" not in repr(settings)
+    assert "consent_redis_url='***'" in repr(settings)
+    assert dict(settings.describe())["AMPLITUDE_CONSENT_REDIS_URL"] == "redis://app:***@cache:6379/2"
+    with pytest.raises(ConfigError) as caught:
+        Settings(consent_redis_url="redis://app:hunter2@cache:port")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_salt_is_never_shown() -> None:
+    settings = Settings(pii="hash", pii_salt=SECRET_KEY)
+
+    assert SECRET_KEY not in repr(settings)
+    assert dict(settings.describe())["AMPLITUDE_PII_SALT"] == "set (32 chars)"
+
+
+def test_pii_keys_built_in_code_are_lower_cased() -> None:
+    assert Settings(pii_keys=["Email", "IBAN"]).pii_keys == ("email", "iban")
+    assert Settings(pii_keys=()).pii_keys == ()

@@ -17,7 +17,7 @@ MAX_PAUSE_SECONDS = 3_600.0
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**(n-1)))."""
+    """Exponential backoff, full jitter: retry n waits uniform(0, min(cap, base * 2**(n-1)))."""
 
     base: float = 0.5
     cap: float = 30.0

@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -24,16 +24,19 @@ from ._consent import Consent
 from ._dispatcher import DeadLetterCallback, Dispatcher
 from ._event import Event
 from ._health import Health, health
+from ._identify import IDENTIFY, operations
 from ._metrics import MetricsObserver
 from ._settings import Settings
 from ._stats import Stats
 from ._validate import make_event
-from .exceptions import ConfigError
+from .exceptions import ConfigError, InvalidEventError
 
 __all__ = ["Client", "default_client"]
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _TRANSIT_SLACK = 10_000
+#: Users whose last accepted $set values identify() remembers.
+_IDENTIFIED_USERS = 10_000
 _exit_hook_lock = threading.Lock()
 _exit_hook_registered = False
 
@@ -111,6 +114,9 @@ class Client:
         self._health_samples: deque[tuple[float, Stats | None]] = deque(
             [(self._clock.monotonic(), None)]
         )
+        # Last $set values Amplitude accepted, per user (bounded): lets identify() skip repeats.
+        self._identified: dict[str, dict[str, Any]] = {}
+        self._dispatcher.on_identified = self._remember_identified
         self._inbound = self._dispatcher.inbound
         self._wake = self._dispatcher.wake
         # The deque between callers and the dispatcher is transit, not storage: the overflow
@@ -143,8 +149,9 @@ class Client:
         ``app_version``, ``platform``, ``revenue``, ...). Raises :class:`InvalidEventError`
         naming the field when the event cannot be sent; never blocks.
         """
+        prefix = self._settings.event_prefix
         event = make_event(
-            event_type,
+            prefix + event_type if prefix and isinstance(event_type, str) else event_type,
             user_id=user_id,
             device_id=device_id,
             time=time,
@@ -172,6 +179,69 @@ class Client:
         inbound.append(event if self._accepting else self._refusal)
         if len(inbound) == self._wake_at:
             self._wake.set()  # a full batch is waiting: no need to wait for the flush interval
+
+    def identify(
+        self,
+        user_id: str | None = None,
+        device_id: str | None = None,
+        *,
+        set: Mapping[str, Any] | None = None,
+        set_once: Mapping[str, Any] | None = None,
+        add: Mapping[str, Any] | None = None,
+        append: Mapping[str, Any] | None = None,
+        prepend: Mapping[str, Any] | None = None,
+        unset: Sequence[str] | None = None,
+        **amplitude_fields: Any,
+    ) -> bool:
+        """Queue a user-property update for Amplitude's Identify API; False if it was skipped.
+
+        It travels with the user's events, in order, through the same buffers, throttles and
+        retries. Consecutive updates of one user are merged into one identification when sent.
+        An update that only ``$set``s the values last accepted for that user is skipped (it
+        would change nothing but would count against Amplitude's 1,800 updates per user and
+        hour). Raises :class:`InvalidEventError` for an update that cannot be sent.
+        """
+        ops = operations(
+            set=set, set_once=set_once, add=add, append=append, prepend=prepend, unset=unset
+        )
+        if not ops:
+            raise InvalidEventError("user_properties", "an identify call needs an operation")
+        key = user_id if user_id is not None else device_id
+        if set is not None and list(ops) == ["$set"] and key is not None:
+            known = self._identified.get(key)
+            if known is not None and all(
+                name in known and known[name] == value for name, value in set.items()
+            ):
+                return False
+        event = make_event(
+            IDENTIFY,
+            user_id=user_id,
+            device_id=device_id,
+            user_properties=ops,
+            fields=amplitude_fields or None,
+            min_id_length=self._settings.min_id_length,
+        )
+        self.submit(event)
+        return True
+
+    def _remember_identified(self, event: Event) -> None:
+        """On the dispatcher thread: remember the ``$set`` values Amplitude accepted."""
+        values = (event.user_properties or {}).get("$set")
+        unset = (event.user_properties or {}).get("$unset")
+        key = event.user_id if event.user_id is not None else event.device_id
+        if key is None or not (values or unset):
+            return
+        known = self._identified.pop(key, {})  # re-inserted last: eviction takes the oldest
+        if isinstance(values, dict):
+            known.update(values)
+        for name in unset or ():
+            known.pop(name, None)
+        for op in ("$setOnce", "$add", "$append", "$prepend"):
+            for name in (event.user_properties or {}).get(op, ()):
+                known.pop(name, None)  # its value is no longer known here
+        self._identified[key] = known
+        while len(self._identified) > _IDENTIFIED_USERS:
+            self._identified.pop(next(iter(self._identified)))
 
     def discard(self, reason: str) -> None:
         """Count an event an integration could not submit (``no_identity``, ...) as dropped."""

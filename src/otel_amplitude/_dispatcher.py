@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from ._backoff import Backoff
 from ._clock import Clock
 from ._event import Event, to_wire
+from ._identify import IDENTIFY
 from ._log import RateLimitedLog, mark_library_thread
 from ._log import logger as _library_log
 from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
@@ -54,8 +55,11 @@ class Observer(Protocol):
     def delivered(self, latencies: list[float]) -> None:
         """Events were accepted, each ``latency`` seconds after it was created."""
 
+
 #: Most items moved from ``inbound`` in one slice: bounds how long the lock and the GIL are held.
 _SLICE = 2_048
+#: Property updates of one user in an hour that trigger a warning (Amplitude's limit: 1,800).
+IDENTIFY_WARN_PER_HOUR = 1_500
 #: How long delivery stays paused after Amplitude refused the API key, before one probe request.
 HOLD_SECONDS = 60.0
 
@@ -92,6 +96,12 @@ class Dispatcher:
         self.settings = settings
         self.screen = screen
         self.observer = observer
+        #: Called on the dispatcher thread with each accepted identify update.
+        self.on_identified: Callable[[Event], None] | None = None
+        self.identify_limit_warnings = 0
+        self._identify_seen = False
+        self._identify_hour = -1
+        self._identify_counts: dict[str, int] = {}
         self.clock = clock
         self.inbound: deque[Event | str] = deque()
         self.wake = threading.Event()
@@ -108,6 +118,7 @@ class Dispatcher:
         self._max_buffered = settings.max_buffered_events
         self._drop_oldest = settings.overflow == "drop_oldest"
         self._url = settings.ingestion_url
+        self._identify_url = settings.identify_url
         self._max_bytes = BATCH_MAX_BYTES if settings.use_batch else HTTPAPI_MAX_BYTES
         self._log = RateLimitedLog(clock.monotonic)
 
@@ -130,6 +141,7 @@ class Dispatcher:
         self._next_tick = clock.monotonic() + self._interval
         self._hold_until = 0.0
         self._requests_out = 0
+        self._unanswered: dict[int, _Request] = {}
         self._request_numbers = itertools.count(1)
         self._results: deque[tuple[_Request, Delivery]] = deque()
         self._outbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -271,10 +283,17 @@ class Dispatcher:
         return True
 
     def _abandon_in_flight(self) -> None:
+        """Dead-letter the events of requests still unanswered at the shutdown deadline.
+
+        Amplitude may have taken them; nobody will know. They go to ``on_dead_letter`` like any
+        other dead letter, so an application that persists those can resend them (insert_id
+        deduplication makes that safe).
+        """
         self._results.clear()
-        self.counters.dead_letter("shutdown", self._in_flight)
-        self._in_flight = 0
-        self._outstanding.clear()
+        for request in self._unanswered.values():
+            self._in_flight -= len(request.events)
+            self._dead_letter(request.events, "shutdown")
+        self._unanswered.clear()
         self._requests_out = 0
 
     def _next_timeout(self, now: float) -> float | None:
@@ -327,6 +346,9 @@ class Dispatcher:
             if reason is not None:
                 self.counters.drop(reason)
                 return
+        if event.event_type == IDENTIFY:
+            self._identify_seen = True
+            self._count_identify(event, now)
         key = event.device_id if event.device_id is not None else event.user_id
         assert key is not None
         partition = self._partitions.get(key)
@@ -336,6 +358,7 @@ class Dispatcher:
             self._buffered + self._in_flight >= self._max_buffered
         )
         if full and not self._make_room(partition):
+            self._note_overflow(partition)
             self.counters.drop("overflow")
             if partition.state == IDLE and not partition.events:
                 del self._partitions[key]
@@ -350,6 +373,43 @@ class Dispatcher:
             self._ready_events += 1
         elif partition.state == IDLE:
             self._schedule(partition, now)
+
+    def _count_identify(self, event: Event, now: float) -> None:
+        """Warn before a user reaches Amplitude's 1,800 property updates an hour.
+
+        Past that limit Amplitude still ingests events but may drop property updates without a
+        word, so the warning (and ``identify_limit_warnings``) comes at 1,500.
+        """
+        hour = int(now // 3600)
+        if hour != self._identify_hour:
+            self._identify_hour = hour
+            self._identify_counts.clear()
+        key = event.user_id or event.device_id or ""
+        count = self._identify_counts.get(key, 0) + 1
+        self._identify_counts[key] = count
+        if count == IDENTIFY_WARN_PER_HOUR:
+            self.identify_limit_warnings += 1
+            self._log.log(
+                logging.WARNING,
+                "identify-hourly",
+                "a user reached %d property updates this hour; Amplitude may drop updates past "
+                "1,800 an hour for one user: coalesce or reduce identify calls",
+                IDENTIFY_WARN_PER_HOUR,
+            )
+
+    def _note_overflow(self, partition: Partition) -> None:
+        which = (
+            f"one user's or device's buffer (AMPLITUDE_PARTITION_CAPACITY={self._capacity})"
+            if len(partition.events) >= self._capacity
+            else f"the buffers (AMPLITUDE_MAX_BUFFERED_EVENTS={self._max_buffered})"
+        )
+        self._log.log(
+            logging.WARNING,
+            "overflow",
+            "events dropped: %s is full (AMPLITUDE_OVERFLOW=%s); see stats()['dropped_by_reason']",
+            which,
+            self.settings.overflow,
+        )
 
     def _make_room(self, partition: Partition) -> bool:
         """Apply the overflow policy for an event arriving at ``partition``; True if it fits now."""
@@ -369,6 +429,7 @@ class Dispatcher:
         if victim is None or not victim.events:
             return False
         oldest = victim.events.popleft()
+        self._note_overflow(victim)
         self._buffered -= 1
         if victim.state == READY:
             self._ready_events -= 1
@@ -433,35 +494,53 @@ class Dispatcher:
         while self._requests_out < senders and self._ready:
             events: list[Event] = []
             partitions: list[Partition] = []
+            identifies: bool | None = None  # a request carries events or updates, never both
+            deferred: list[Partition] = []
             while self._ready and len(events) < self._batch:
                 partition = self._ready.popleft()
+                if (
+                    identifies is not None
+                    and partition.events
+                    and (partition.events[0].event_type == IDENTIFY) != identifies
+                ):
+                    deferred.append(partition)  # stays READY, for the next request
+                    continue
                 self._ready_events -= len(partition.events)
                 partition.state = IDLE
                 taken = self._take(partition, self._batch - len(events), now)
                 if taken:
+                    if identifies is None:
+                        identifies = taken[0].event_type == IDENTIFY
                     events.extend(taken)
                     partitions.append(partition)
                     partition.state = IN_FLIGHT
                 elif partition.state == IDLE:
                     self._schedule(partition, now)
+            if deferred:
+                self._ready.extendleft(reversed(deferred))
             if not events:
                 break
             self._buffered -= len(events)
             self._in_flight += len(events)
             self._requests_out += 1
             self.counters.requests += 1
-            self._outbox.put(_Request(next(self._request_numbers), events, partitions))
+            request = _Request(next(self._request_numbers), events, partitions)
+            self._unanswered[request.number] = request
+            self._outbox.put(request)
         if not self._ready:
             self._due = False
 
     def _take(self, partition: Partition, room: int, now: float) -> list[Event]:
         """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
         queue_ = partition.events
-        if not (self._paused_users or self._paused_devices):
+        if not (self._paused_users or self._paused_devices or self._identify_seen):
             count = min(room, len(queue_))
             return [queue_.popleft() for _ in range(count)]
         taken: list[Event] = []
+        identifies = bool(queue_) and queue_[0].event_type == IDENTIFY
         while queue_ and len(taken) < room:
+            if (queue_[0].event_type == IDENTIFY) != identifies:
+                break  # events and identify updates go in separate requests, in order
             until = self._paused_until(queue_[0], now)
             if until:
                 if not taken:
@@ -492,6 +571,7 @@ class Dispatcher:
                     request.events,
                     min_id_length=min_id_length,
                     max_bytes=self._max_bytes,
+                    identify_url=self._identify_url,
                 )
             except Exception as exc:  # noqa: BLE001 - a bug here must not kill the sender
                 self._log.log(
@@ -513,6 +593,7 @@ class Dispatcher:
     def _apply(self, request: _Request, delivery: Delivery, now: float) -> None:
         counters = self.counters
         self._requests_out -= 1
+        self._unanswered.pop(request.number, None)
         observer = self.observer
         for verdict, response in zip(delivery.verdicts, delivery.responses, strict=False):
             counters.response(response.status, response.failure)
@@ -540,6 +621,8 @@ class Dispatcher:
                 counters.latency_max = max(counters.latency_max, latency)
                 if latencies is not None:
                     latencies.append(latency)
+                if self.on_identified is not None and event.event_type == IDENTIFY:
+                    self.on_identified(event)
                 progressed.add(key)
                 self._finish(event)
             elif action is Action.REJECT:
@@ -668,8 +751,12 @@ class Dispatcher:
         self._dead.append((events, reason))
 
     def _report_dead(self, dead: Sequence[tuple[list[Event], str]]) -> None:
-        """Log dead letters and hand them to the callback, outside the lock."""
+        """Log dead letters and hand them to the callback, outside the lock: one line and one
+        callback per reason."""
+        by_reason: dict[str, list[Event]] = {}
         for events, reason in dead:
+            by_reason.setdefault(reason, []).extend(events)
+        for reason, events in by_reason.items():
             self._log.log(
                 logging.WARNING,
                 f"dead-{reason}",
@@ -743,4 +830,5 @@ class Dispatcher:
                 if c.latency_count
                 else 0.0,
                 latency_ms_max=c.latency_max * 1000.0,
+                identify_limit_warnings=self.identify_limit_warnings,
             )

@@ -13,7 +13,8 @@ degraded
     - user or device ids are paused after a 429 (throttled);
     - requests failed in the window, but others succeeded (the failed ones are being retried);
     - events were lost in the window to a full buffer (``overflow``), Amplitude's daily quota
-      (``daily_quota``) or an unexpected error in an integration (``error``);
+      (``daily_quota``), an unexpected error in an integration (``error``) or an unreadable
+      consent store (``consent_unavailable``);
     - Amplitude rejected events in the window (they will not be sent);
     - events were sent again in the window (after failures, throttling or a 400 naming others).
 """
@@ -31,8 +32,9 @@ __all__ = ["Health", "Status", "health"]
 Status = Literal["ok", "degraded", "failing"]
 
 #: Drop reasons that mean an event the application wanted sent was lost by the pipeline (the
-#: others are decisions: no identity, invalid, consent, delivery disabled, after shutdown).
-LOSS_REASONS = frozenset({"overflow", "daily_quota", "error"})
+#: others are decisions: no identity, invalid, opted out, deleted, no consent, delivery
+#: disabled, after shutdown). ``consent_unavailable``: the consent store could not be read.
+LOSS_REASONS = frozenset({"overflow", "daily_quota", "error", "consent_unavailable"})
 
 
 @dataclass(frozen=True, slots=True)

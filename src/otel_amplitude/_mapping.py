@@ -112,8 +112,14 @@ class EventMapper:
 
         if user_id is None or device_id is None or (fields is None or "session_id" not in fields):
             bound = current_identity()
-            if bound is None and user_id is None and device_id is None:
-                bound = fallback()
+            if user_id is None and device_id is None and (
+                bound is None or (bound.user_id is None and bound.device_id is None)
+            ):
+                # Nobody bound (a session alone does not name anyone): the current span's user.
+                named = fallback()
+                if named is not None:
+                    session = bound.session_id if bound is not None else None
+                    bound = Identity(named.user_id, named.device_id, session)
             if bound is not None:
                 if user_id is None and device_id is None:
                     user_id, device_id = bound.user_id, bound.device_id

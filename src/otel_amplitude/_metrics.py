@@ -25,6 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -57,7 +58,7 @@ class Instrument:
     """
 
     name: str
-    kind: str  # "counter", "updowncounter" (both observable) or "histogram"
+    kind: Literal["counter", "updowncounter", "histogram"]  # the first two are observable
     unit: str
     description: str
     key: str | None = None

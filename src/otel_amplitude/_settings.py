@@ -25,12 +25,27 @@ from typing import Any, Generic, Literal, TypeVar
 
 from .exceptions import ConfigError
 
-__all__ = ["ConfigWarning", "Overflow", "ServerZone", "Settings", "configuration_reference"]
+__all__ = [
+    "ConfigWarning",
+    "ConsentMode",
+    "Overflow",
+    "PiiMode",
+    "ServerZone",
+    "Settings",
+    "configuration_reference",
+]
 
 T = TypeVar("T")
 
 ServerZone = Literal["US", "EU"]
 Overflow = Literal["drop_oldest", "drop_newest"]
+ConsentMode = Literal["opt_out", "opt_in"]
+#: Property names that hold personal data whatever their values look like.
+_DEFAULT_PII_KEYS = (
+    "email", "phone", "phone_number", "mobile", "password", "ssn", "card_number", "iban",
+    "ip_address",
+)  # fmt: skip
+PiiMode = Literal["off", "redact", "hash"]
 
 _ENV_PREFIX = "AMPLITUDE_"
 _INGESTION_HOSTS: Mapping[str, str] = {
@@ -291,6 +306,105 @@ class _Optional(_Parser[T | None]):
         return "not set" if value is None else self.inner.show(value)
 
 
+class _FilePath(_Parser[str | None]):
+    """A path to a file (created if missing); not a directory. Empty means unset."""
+
+    accepted = "a path to a file, which is created if missing"
+
+    def from_text(self, text: str) -> str:
+        if not text.isprintable() or os.path.isdir(text):
+            raise self._invalid()
+        return text
+
+    def from_value(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
+class _RedisURL(_Parser[str | None]):
+    """A ``redis://`` or ``rediss://`` URL; a password in it is never shown."""
+
+    accepted = "a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
+    secret = True  # it may hold a password: the repr shows '***', describe() a masked URL
+
+    def from_text(self, text: str) -> str:
+        parts = urllib.parse.urlsplit(text)
+        shown = "@" not in parts.netloc  # credentials: never repeated in an error
+        if (
+            parts.scheme not in ("redis", "rediss")
+            or not parts.hostname
+            or "#" in text
+            or any(char.isspace() or not char.isprintable() for char in text)
+            or not re.fullmatch(r"(/[0-9]*)?", parts.path)
+        ):
+            raise _InvalidValueError(f"must be {self.accepted}", show_value=shown)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0..65535
+        except ValueError:
+            raise _InvalidValueError(f"must be {self.accepted}", show_value=shown) from None
+        return text
+
+    def from_value(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _InvalidValueError(f"must be {self.accepted}", show_value=False)
+        return self.from_text(value.strip())
+
+    def show(self, value: str | None) -> str:
+        if value is None:
+            return "not set"
+        parts = urllib.parse.urlsplit(value)
+        if parts.password is None:
+            return value
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class _Names(_Parser[tuple[str, ...]]):
+    """A comma-separated list of property names, kept in lower case (matched case-insensitively)."""
+
+    accepted = "a comma-separated list of property names such as 'email,phone'"
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self.from_value(tuple(part.strip() for part in text.split(",")))
+
+    def from_value(self, value: object) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, (tuple, list, frozenset, set)):
+            raise self._invalid()
+        names = tuple(n.strip().casefold() for n in value if isinstance(n, str) and n.strip())
+        if len(names) != len(value) or any(not n.isprintable() for n in names):
+            raise self._invalid()
+        return tuple(dict.fromkeys(sorted(names) if isinstance(value, (set, frozenset)) else names))
+
+    def show(self, value: tuple[str, ...]) -> str:
+        return ",".join(value) if value else "not set"
+
+
+class _Salt(_Secret):
+    """A secret key for HMAC: like a key, and at least ``shortest`` characters long."""
+
+    def __init__(self, shortest: int) -> None:
+        self.shortest = shortest
+        self.accepted = (
+            f"a secret of at least {shortest} printable ASCII characters without whitespace"
+        )
+
+    def from_text(self, text: str) -> str:
+        text = super().from_text(text)
+        if len(text) < self.shortest:
+            raise _InvalidValueError(
+                f"must be at least {self.shortest} characters long", show_value=False
+            )
+        return text
+
+
 # --- The settings table -------------------------------------------------------------------------
 
 
@@ -507,6 +621,71 @@ class Settings:
         " Amplitude for geolocation.",
         why="Off: an IP address is personal data; sending it is a decision, not a default.",
     )
+    consent_mode: ConsentMode = setting(  # noqa: RUF009
+        env="AMPLITUDE_CONSENT_MODE",
+        parse=_Choice[ConsentMode](typing.get_args(ConsentMode)),
+        default="opt_out",
+        doc="Whose events are sent, in any case: `opt_out` sends every user's and device's"
+        " events unless they opted out (`client.consent.opt_out(user_id)`); `opt_in` sends only"
+        " those of users who opted in (`client.consent.opt_in(user_id)`), and of an event"
+        " without a user only when its device opted in. The others are dropped and counted"
+        " (`no_consent`). A deleted user is never sent, in either mode. See docs/privacy.md.",
+        why="Analytics under legitimate interest with an opt-out is the common case; a service"
+        " that needs prior consent (e.g. under the ePrivacy rules) sets `opt_in`.",
+    )
+    consent_db: str | None = setting(
+        env="AMPLITUDE_CONSENT_DB",
+        parse=_FilePath(),
+        default=None,
+        doc="An SQLite file that keeps opt-outs, opt-ins, deletions and pending deletion"
+        " requests across restarts, shared by every process of the machine that names it"
+        " (changes made by one reach the others within a second). Created if missing.",
+        why="Unset, consent lives in the process's memory only and is forgotten at exit: fine"
+        " for tests, or when the application replays its own consent records at start.",
+    )
+    consent_redis_url: str | None = setting(
+        env="AMPLITUDE_CONSENT_REDIS_URL",
+        parse=_RedisURL(),
+        default=None,
+        doc="A Redis URL (`redis://` or `rediss://`, optionally with user, password and"
+        " database number) where a fleet of processes shares consent: each hears of a change"
+        " made anywhere within a second. Needs the `redis` extra. A password in it is never"
+        " shown. Not together with `AMPLITUDE_CONSENT_DB`.",
+        why="Unset: no Redis dependency. Set it when several machines send events for the same"
+        " users.",
+    )
+    pii: PiiMode = setting(  # noqa: RUF009
+        env="AMPLITUDE_PII",
+        parse=_Choice[PiiMode](typing.get_args(PiiMode)),
+        default="redact",
+        doc="What happens to property values that look like an email address, a phone number,"
+        " an IP address or a payment card number, and to the values of the properties named in"
+        " `AMPLITUDE_PII_KEYS`: `redact` replaces them with `[redacted]`, `hash` with a keyed"
+        " hash (`hmac:` and 16 hex digits, equal for equal values), `off` sends them as they"
+        " are. A user id that is an email address is hashed (`hash`) or its event dropped"
+        " (`redact`). See docs/privacy.md.",
+        why="Personal data in analytics properties is usually an accident; redacting costs"
+        " nothing on the caller's thread and keeps it out of Amplitude.",
+    )
+    pii_keys: tuple[str, ...] = setting(
+        env="AMPLITUDE_PII_KEYS",
+        parse=_Names(),
+        default=_DEFAULT_PII_KEYS,
+        doc="Property names whose values are always personal data, whatever they look like"
+        " (comma-separated, case-insensitive, at any depth). Replaces the default list.",
+        why="The usual names of personal fields, caught even when the value does not look"
+        " personal (a phone number stored as plain digits, a password).",
+    )
+    pii_salt: str | None = setting(
+        env="AMPLITUDE_PII_SALT",
+        parse=_Salt(16),
+        default=None,
+        doc="The secret key of the keyed hash used by `AMPLITUDE_PII=hash` (HMAC-SHA256)."
+        " Required in that mode; keep it stable (hashes change with it) and secret (with it,"
+        " a hashed email can be confirmed by guessing). Never shown.",
+        why="A secret has no default; an unkeyed hash of an email address is trivially"
+        " reversed by hashing candidate addresses.",
+    )
     shutdown_timeout_ms: int = setting(
         env="AMPLITUDE_SHUTDOWN_TIMEOUT_MS",
         parse=_Integer(0, 600_000),
@@ -526,6 +705,9 @@ class Settings:
                 values[name] = spec.parser.from_value(value)
             except _InvalidValueError as invalid:
                 problems.append(invalid.message(f"{name} ({spec.env})", value))
+        if problems:
+            raise _config_error(problems)
+        problems = _combination_problems(values)
         if problems:
             raise _config_error(problems)
         for name, value in values.items():
@@ -614,6 +796,22 @@ class Settings:
 _SETTINGS: tuple[tuple[str, _Setting], ...] = tuple(
     (field.name, field.metadata[_METADATA_KEY]) for field in dataclasses.fields(Settings)
 )
+
+
+def _combination_problems(values: Mapping[str, object]) -> list[str]:
+    """Settings that are valid alone but not together."""
+    problems = []
+    if values.get("pii") == "hash" and not values.get("pii_salt"):
+        problems.append(
+            "AMPLITUDE_PII=hash needs AMPLITUDE_PII_SALT, the secret key of the hash (at least 16"
+            " characters): set it, or use AMPLITUDE_PII=redact"
+        )
+    if values.get("consent_db") is not None and values.get("consent_redis_url") is not None:
+        problems.append(
+            "AMPLITUDE_CONSENT_DB and AMPLITUDE_CONSENT_REDIS_URL are both set: consent lives in"
+            " one store, so set only one of them"
+        )
+    return problems
 
 
 def _config_error(problems: list[str]) -> ConfigError:

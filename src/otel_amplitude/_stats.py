@@ -33,6 +33,7 @@ class Stats(TypedDict):
     destination_paused: bool
     latency_ms_mean: float
     latency_ms_max: float
+    identify_limit_warnings: int
 
 
 class Counters:

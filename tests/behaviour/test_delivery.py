@@ -370,3 +370,42 @@ def test_purge_removes_buffered_and_retrying_events_and_a_resend_is_screened(
     drive(client, clock, lambda: client.stats()["accepted"] == 1)
     assert [e["user_id"] for e in server.events] == ["user-staying"]
     assert client.stats()["dropped_by_reason"] == {"opted_out": 2}
+
+
+def test_track_applies_the_event_prefix(server: AmplitudeServer, make_client: MakeClient):
+    client = make_client(event_prefix="acme_")
+    client.track("signed_up", user_id="user-00001")
+    assert client.flush(timeout=5)
+    assert [e["event_type"] for e in server.events] == ["acme_signed_up"]
+
+
+def test_requests_unanswered_at_the_shutdown_deadline_reach_the_dead_letter_callback(
+    server: AmplitudeServer, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+):
+    dead: list[tuple[int, str]] = []
+    client = make_client(
+        timeout_ms=5000, on_dead_letter=lambda events, reason: dead.append((len(events), reason))
+    )
+    caplog.set_level(logging.WARNING, logger="otel_amplitude")
+    server.faults.delay_seconds = 2.0
+    track_many(client, users=3, per_user=1)  # one request, still on the wire at the deadline
+    client.track("late", user_id="user-99999")
+
+    client.shutdown(timeout=0.3)
+
+    assert sum(n for n, _ in dead) == 4
+    assert {reason for _, reason in dead} == {"shutdown"}
+    assert "4 events dead-lettered (shutdown)" in caplog.text
+
+
+def test_overflow_is_logged_rate_limited(make_client: MakeClient, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.WARNING, logger="otel_amplitude")
+    client = make_client(max_buffered_events=2, flush_interval_ms=3_600_000)
+    for n in range(6):
+        client.track("e", user_id=f"user-{n:04d}")
+    assert client.flush(timeout=5)
+    lines = [
+        r.getMessage() for r in caplog.records if "AMPLITUDE_MAX_BUFFERED_EVENTS" in r.getMessage()
+    ]
+    assert len(lines) == 1
+    assert client.stats()["dropped_by_reason"] == {"overflow": 4}
