@@ -7,6 +7,7 @@ Amplitude events, batched per user and device, retried without duplicates, US or
 from __future__ import annotations
 
 from ._client import Client, default_client
+from ._consent import consent_status, delete_user, opt_in, opt_out
 from ._context import bind
 from ._handler import AmplitudeHandler
 from ._log_exporter import AmplitudeLogExporter
@@ -14,7 +15,7 @@ from ._settings import Settings
 from ._span_exporter import AmplitudeSpanExporter
 from ._stats import Stats
 from ._version import __version__
-from .exceptions import ConfigError, InvalidEventError, OtelAmplitudeError
+from .exceptions import ConfigError, ConsentStoreError, InvalidEventError, OtelAmplitudeError
 
 __all__ = [
     "AmplitudeHandler",
@@ -22,11 +23,16 @@ __all__ = [
     "AmplitudeSpanExporter",
     "Client",
     "ConfigError",
+    "ConsentStoreError",
     "InvalidEventError",
     "OtelAmplitudeError",
     "Settings",
     "Stats",
     "__version__",
     "bind",
+    "consent_status",
     "default_client",
+    "delete_user",
+    "opt_in",
+    "opt_out",
 ]

@@ -95,7 +95,21 @@ class Gate:
 
     def refuse(self, event: Event) -> str | None:
         """The reason to drop ``event``, or None to send it."""
-        return self.check(event.user_id, event.device_id)
+        if self.opt_in or not self.ready:
+            return self.check(event.user_id, event.device_id)
+        # Opt-out mode, inlined: this runs on the caller's thread for every event.
+        user_id = event.user_id
+        if user_id is not None:
+            state = self.users.get(user_id)
+            if state is not None and state != "opted_in":
+                return state
+        if self.devices:
+            device_id = event.device_id
+            if device_id is not None:
+                state = self.devices.get(device_id)
+                if state is not None and state != "opted_in":
+                    return state
+        return None
 
     def check(self, user_id: str | None, device_id: str | None) -> str | None:
         """The reason to drop anything about this user or device, or None."""
@@ -311,7 +325,7 @@ class Consent:
             if refused is not None:
                 return refused
         try:
-            return self._scrubber.scrub(event)
+            reason = self._scrubber.scrub(event)
         except Exception as exc:  # noqa: BLE001 - fail closed: send no property rather than PII
             event.event_properties = None
             event.user_properties = None
@@ -322,6 +336,15 @@ class Consent:
                 type(exc).__name__,
             )
             return None
+        if reason == "pii_user_id":
+            self._log.log(
+                logging.WARNING,
+                "pii-user-id",
+                "an event was dropped because its user_id is an email address"
+                " (AMPLITUDE_PII=redact): send another id, or set AMPLITUDE_PII=hash to send it"
+                " hashed",
+            )
+        return reason
 
     def start(self) -> None:
         """Start hearing about other processes' changes (at the client's first event)."""
@@ -398,7 +421,13 @@ class Consent:
 
     def _swap(self, snapshot: Snapshot) -> None:
         """Replace what is known by ``snapshot`` (under ``_lock``); deleted users stay deleted."""
-        users = dict(snapshot.users)
+        gate = self.gate
+        if snapshot.complete:
+            users = dict(snapshot.users)
+            devices = dict(snapshot.devices)
+        else:
+            users = {**gate.users, **snapshot.users}
+            devices = {**gate.devices, **snapshot.devices}
         for user_id, state in users.items():
             if state == "deleted":
                 self._deleted.add(user_id)
@@ -409,9 +438,8 @@ class Consent:
                 alias = self._scrubber.user_id_alias(user_id)
                 if alias is not None and users.get(alias) != "deleted":
                     users[alias] = state
-        gate = self.gate
         gate.users = users
-        gate.devices = dict(snapshot.devices)
+        gate.devices = devices
         gate.ready = True
         gate.refresh()
 

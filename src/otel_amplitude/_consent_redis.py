@@ -156,6 +156,7 @@ class RedisConsentStore:
         self._lock = threading.Lock()
         self._origin = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._seen = 0  # the highest change applied, with every change before it
+        self._loaded = False
         self._own: dict[tuple[str, str], int] = {}  # this process's changes not yet heard back
         self._watcher: Watcher | None = None
         self._thread: threading.Thread | None = None
@@ -180,9 +181,18 @@ class RedisConsentStore:
                 if state_text in STATES:
                     table[_text(subject)] = state_text  # type: ignore[assignment]
         with self._lock:
+            complete = not self._loaded or version >= self._seen
             self._seen = version
             self._own.clear()
-        return Snapshot(users, devices, version)
+            self._loaded = True
+        if not complete:
+            self._log.log(
+                logging.WARNING,
+                "redis-reset",
+                "the Redis consent store lost data (its change counter went back); this"
+                " process keeps the opt-outs and deletions it knew",
+            )
+        return Snapshot(users, devices, version, complete=complete)
 
     def record(self, kind: Kind, subject: str, state: State) -> State:
         result = self._record_script(
@@ -264,7 +274,7 @@ class RedisConsentStore:
     def _catch_up(self, watcher: Watcher) -> None:
         """Reload everything when the counter moved past what was applied."""
         version = int(self._redis.get(self._version_key) or 0)
-        if version != self._seen:
+        if version != self._seen or not self._loaded:
             watcher.update(self.load)
 
     def _listen(self, stop: threading.Event) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from ._log import RateLimitedLog, mark_library_thread
-from .exceptions import OtelAmplitudeError
+from .exceptions import ConsentStoreError
 
 __all__ = [
     "Change",
@@ -45,17 +45,18 @@ Change = tuple[Kind, str, State]
 DELETION_LEASE_SECONDS = 60.0
 
 
-class ConsentStoreError(OtelAmplitudeError):
-    """The consent store could not record a change (it is still applied in this process)."""
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything a store records, as of ``version`` (a store-specific change counter)."""
+    """Everything a store records, as of ``version`` (a store-specific change counter).
+
+    ``complete`` is False when the store is known to have lost data (its counter went back):
+    what it holds is then added to what a process knows, rather than replacing it.
+    """
 
     users: dict[str, State]
     devices: dict[str, State]
     version: int = 0
+    complete: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -70,8 +70,12 @@ _NATIONAL_PHONE = re.compile(
 )
 _CARD = re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?![\w]|[ -]?\d)", re.ASCII)
 _GROUP = re.compile(r"\d+", re.ASCII)
-_NOT_DIGITS = str.maketrans("", "", "0123456789")
+_DIGITS = b"0123456789"
 _CARD_FIRST_DIGITS = frozenset("23456")
+_PLAIN, _LISTED, _PERSONAL = 0, 1, 2
+_MAX_CACHED_NAMES = 10_000
+_MAX_CACHED_VALUES = 10_000
+_LONGEST_CACHED_VALUE = 64
 _MIN_CARD = 10**12  # 13 digits
 _MAX_CARD = 10**19  # 19 digits
 
@@ -105,20 +109,24 @@ def looks_like_email(text: str) -> bool:
 def looks_personal(text: str) -> bool:
     """``text`` holds an email address, a phone number, an IP address or a card number.
 
-    Cheap checks first: a string of letters only, and a string without ``@``, without two
-    colons, three dots or seven digits (most property values), never reach a regex.
+    Cheap checks first, so most property values never reach a regex: letters only; no ``@``;
+    fewer than two colons; then fewer than four digits (counted by a C-level translate).
+    Only strings with four digits or more are searched for an IPv4 address, and with seven or
+    more for phone and card numbers.
     """
     if text.isalpha():
         return False
     if "@" in text and _EMAIL.search(text) is not None:
         return True
-    if text.count(":") >= 2 and _has_ipv6(text):
+    if ":" in text and text.count(":") >= 2 and _has_ipv6(text):
         return True
-    if text.count(".") >= 3 and _IPV4.search(text) is not None:
-        return True
-    if len(text) - len(text.translate(_NOT_DIGITS)) < 7:
+    encoded = text.encode("utf-8", "surrogatepass")
+    digits = len(encoded) - len(encoded.translate(None, _DIGITS))
+    if digits < 4:  # the fewest an IPv4 address has
         return False
-    return _has_phone(text) or _has_card(text)
+    if "." in text and text.count(".") >= 3 and _IPV4.search(text) is not None:
+        return True
+    return digits >= 7 and (_has_phone(text) or _has_card(text))
 
 
 def _has_ipv6(text: str) -> bool:
@@ -169,7 +177,7 @@ class Scrubber:
     property names whose values are always personal. The salt is never shown.
     """
 
-    __slots__ = ("_keys", "_mode", "_salt", "_send_ip")
+    __slots__ = ("_keys", "_mode", "_names", "_plain", "_salt", "_send_ip")
 
     def __init__(
         self,
@@ -185,6 +193,8 @@ class Scrubber:
         self._keys = frozenset(key.casefold() for key in keys)
         self._salt = salt.encode("utf-8") if salt else b""
         self._send_ip = send_ip
+        self._names: dict[str, int] = {}  # property name -> _PLAIN, _LISTED or _PERSONAL
+        self._plain: dict[str, None] = {}  # short values seen not to be personal (they repeat)
 
     @property
     def mode(self) -> PiiMode:
@@ -223,7 +233,7 @@ class Scrubber:
         """``value`` with every personal part replaced (dicts and lists are changed in place)."""
         kind = type(value)
         if kind is str:
-            if looks_personal(value) and not _HASHED.fullmatch(value):
+            if value not in self._plain and self._personal_text(value):
                 return self._replace(value)
             return value
         if kind is int:
@@ -242,19 +252,56 @@ class Scrubber:
         return self._replace(value)  # nothing else is made by validation: fail closed
 
     def _scrub_dict(self, properties: dict[str, Any]) -> None:
-        keys = self._keys
+        names = self._names
         renamed: list[str] = []
         for key, value in properties.items():
-            if keys and key.casefold() in keys:
+            verdict = names.get(key)
+            if verdict is None:
+                verdict = self._judge_name(key)
+            if verdict == _LISTED:
                 properties[key] = self._replace(value)
-            else:
+                continue
+            if verdict == _PERSONAL:
+                renamed.append(key)
+            kind = type(value)
+            if kind is str:
+                if value not in self._plain and self._personal_text(value):
+                    properties[key] = self._replace(value)
+            elif kind is not int and kind is not float and kind is not bool and value is not None:
                 new = self.scrub_value(value)
                 if new is not value:
                     properties[key] = new
-            if type(key) is not str or (looks_personal(key) and not _HASHED.fullmatch(key)):
-                renamed.append(key)
+            elif kind is int and is_card_number(value):
+                properties[key] = self._replace(value)
         for key in renamed:
             properties[self._replace(key)] = properties.pop(key)
+
+    def _personal_text(self, value: str) -> bool:
+        """:func:`looks_personal`, remembering short values that are not (never personal ones)."""
+        if looks_personal(value) and not _HASHED.fullmatch(value):
+            return True
+        if len(value) <= _LONGEST_CACHED_VALUE:
+            plain = self._plain
+            if len(plain) >= _MAX_CACHED_VALUES:
+                plain.clear()
+            plain[value] = None
+        return False
+
+    def _judge_name(self, key: str) -> int:
+        """Whether a property name is listed, personal itself, or plain (cached: names repeat)."""
+        if type(key) is not str:
+            return _PERSONAL  # cannot be inspected: replaced
+        if self._keys and key.casefold() in self._keys:
+            verdict = _LISTED
+        elif looks_personal(key) and not _HASHED.fullmatch(key):
+            verdict = _PERSONAL
+        else:
+            verdict = _PLAIN
+        if verdict != _PERSONAL:  # never keep personal data in the cache
+            if len(self._names) >= _MAX_CACHED_NAMES:
+                self._names.clear()
+            self._names[key] = verdict
+        return verdict
 
     def _replace(self, value: Any) -> str:
         if self._mode != "hash":

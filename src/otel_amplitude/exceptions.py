@@ -5,7 +5,7 @@ Messages name the thing, the bad value (never a secret) and the fix.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InvalidEventError", "OtelAmplitudeError"]
+__all__ = ["ConfigError", "ConsentStoreError", "InvalidEventError", "OtelAmplitudeError"]
 
 
 class OtelAmplitudeError(Exception):
@@ -23,3 +23,7 @@ class InvalidEventError(OtelAmplitudeError, ValueError):
         super().__init__(f"invalid Amplitude event: {field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class ConsentStoreError(OtelAmplitudeError):
+    """The consent store could not record a change (it is still applied in this process)."""
