@@ -128,3 +128,19 @@ def test_identify_needs_an_operation(make_client: MakeClient):
 def test_eu_updates_go_to_the_eu_host():
     assert Settings(server_zone="EU").identify_url == "https://api.eu.amplitude.com/identify"
     assert Settings().identify_url == "https://api2.amplitude.com/identify"
+
+
+def test_updates_of_opted_out_or_deleted_users_are_never_sent(
+    server: AmplitudeServer, make_client: MakeClient
+):
+    client = make_client(secret_key="test-secret-key-01")
+    client.consent.opt_out("user-gone")
+    client.consent.delete_user("user-erased")
+
+    client.identify("user-gone", set={"plan": "pro"})
+    client.identify("user-erased", set={"plan": "pro"})
+    client.identify("user-here", set={"plan": "pro"})
+    assert client.flush(timeout=5)
+
+    assert [i["user_id"] for i in server.identifications] == ["user-here"]
+    assert client.stats()["dropped_by_reason"] == {"opted_out": 1, "deleted": 1}
