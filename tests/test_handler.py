@@ -27,9 +27,11 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_amplitude
 from otel_amplitude import Client, Settings, _client, _handler
 from otel_amplitude._context import bind
+from otel_amplitude._dispatcher import Deferred
 from otel_amplitude._event import Event, to_wire
 from otel_amplitude._handler import AmplitudeHandler
 from otel_amplitude._log import RateLimitedLog, mark_library_thread
+from otel_amplitude._stats import Counters
 from otel_amplitude.testing import AmplitudeServer
 
 API_KEY = "test-api-key-0001"
@@ -47,6 +49,16 @@ class RecordingClient(Client):
     def submit(self, event: Event) -> None:
         self.events.append(event)
 
+    def _defer(self, builder: Deferred) -> None:
+        # What the dispatcher does with a deferred event, done at once: build it, count what
+        # cannot be built (tests/behaviour/test_logging_delivery.py covers the real thread).
+        self._dispatcher.counters = self.counters = Counters()
+        event = self._dispatcher._build(builder)
+        dropped = list(self.counters.dropped_by_reason)
+        if event is not None:
+            self.submit(event)
+        self.discarded.extend(dropped)
+
     def discard(self, reason: str) -> None:
         self.discarded.append(reason)
 
@@ -57,6 +69,9 @@ class RecordingClient(Client):
 
 class BrokenClient(RecordingClient):
     def submit(self, event: Event) -> None:
+        raise RuntimeError("the client is broken")
+
+    def _defer(self, builder: Deferred) -> None:
         raise RuntimeError("the client is broken")
 
     def discard(self, reason: str) -> None:
@@ -389,9 +404,7 @@ def test_behind_a_queue_listener_ids_must_be_in_extra(client: RecordingClient):
     finally:
         listener.stop()
 
-    assert [(e["event_type"], e["user_id"]) for e in client.wire()] == [
-        ("report_exported", USER)
-    ]
+    assert [(e["event_type"], e["user_id"]) for e in client.wire()] == [("report_exported", USER)]
     assert client.wire()[0]["event_properties"] == {"format": "pdf"}
     assert client.discarded == ["no_identity"]
 

@@ -723,7 +723,9 @@ def test_a_redis_password_is_never_shown() -> None:
 
     assert "hunter2" not in repr(settings)
     assert "consent_redis_url='***'" in repr(settings)
-    assert dict(settings.describe())["AMPLITUDE_CONSENT_REDIS_URL"] == "redis://app:***@cache:6379/2"
+    assert (
+        dict(settings.describe())["AMPLITUDE_CONSENT_REDIS_URL"] == "redis://app:***@cache:6379/2"
+    )
     with pytest.raises(ConfigError) as caught:
         Settings(consent_redis_url="redis://app:hunter2@cache:port")
     assert "hunter2" not in str(caught.value)

@@ -21,7 +21,7 @@ from opentelemetry.metrics import MeterProvider
 
 from ._clock import Clock, SystemClock
 from ._consent import Consent
-from ._dispatcher import DeadLetterCallback, Dispatcher
+from ._dispatcher import DeadLetterCallback, Deferred, Dispatcher
 from ._event import Event
 from ._health import Health, health
 from ._identify import IDENTIFY, operations
@@ -179,6 +179,21 @@ class Client:
         inbound.append(event if self._accepting else self._refusal)
         if len(inbound) == self._wake_at:
             self._wake.set()  # a full batch is waiting: no need to wait for the flush interval
+
+    def _defer(self, builder: Deferred) -> None:
+        """Queue an event to be built on the dispatcher's thread (integrations' fast path).
+
+        The consent gate and PII screen apply when it is built, before it is buffered.
+        """
+        if not self._started:
+            self._start()
+        inbound = self._inbound
+        if len(inbound) >= self._inbound_limit:
+            inbound.append("overflow")
+            return
+        inbound.append(builder if self._accepting else self._refusal)
+        if len(inbound) == self._wake_at:
+            self._wake.set()
 
     def identify(
         self,

@@ -32,8 +32,9 @@ from ._response import Action, Verdict
 from ._sender import BATCH_MAX_BYTES, HTTPAPI_MAX_BYTES, Delivery, Transport, deliver
 from ._settings import Settings
 from ._stats import Counters, Stats
+from .exceptions import InvalidEventError
 
-__all__ = ["Barrier", "DeadLetterCallback", "Dispatcher"]
+__all__ = ["Barrier", "DeadLetterCallback", "Deferred", "Dispatcher"]
 
 #: A function given the wire form of events that could not be delivered, and why.
 DeadLetterCallback = Callable[[list[dict[str, Any]], str], None]
@@ -41,6 +42,19 @@ DeadLetterCallback = Callable[[list[dict[str, Any]], str], None]
 #: Looks at an event as it enters the buffers (and again before a resend): returns a drop
 #: reason, or None to keep it. May rewrite the event's properties (PII scrubbing) in place.
 Screen = Callable[[Event], "str | None"]
+
+
+class Deferred(Protocol):
+    """An event an integration captured on the caller's thread, to be built on the dispatcher's.
+
+    Building (mapping, validation, JSON-safe copies) is most of an event's cost; deferring it
+    keeps the caller's share to a capture of what the context holds. ``None``: nobody to
+    attribute the event to; ``InvalidEventError``: it cannot be sent.
+    """
+
+    source: str
+
+    def __call__(self) -> Event | None: ...
 
 
 class Observer(Protocol):
@@ -103,7 +117,7 @@ class Dispatcher:
         self._identify_hour = -1
         self._identify_counts: dict[str, int] = {}
         self.clock = clock
-        self.inbound: deque[Event | str] = deque()
+        self.inbound: deque[Event | str | Deferred] = deque()
         self.wake = threading.Event()
         self.lock = threading.Lock()
         self.counters = Counters()
@@ -325,10 +339,14 @@ class Dispatcher:
         for _ in range(count):
             item = inbound.popleft()
             counters.drained += 1
-            if isinstance(item, str):
+            if type(item) is Event:
+                self._admit(item, now)
+            elif isinstance(item, str):
                 counters.drop(item)  # an integration's or the caller's counted drop
             else:
-                self._admit(item, now)
+                built = self._build(item)  # type: ignore[arg-type]
+                if built is not None:
+                    self._admit(built, now)
             if self._unsealed and counters.drained >= self._unsealed[0].target:
                 self._seal_barriers()
         return bool(inbound)
@@ -339,6 +357,37 @@ class Dispatcher:
             barrier.epoch = self._epoch
             self._epoch += 1
             self._sealed.append(barrier)
+
+    def _build(self, deferred: Deferred) -> Event | None:
+        """Build an event an integration deferred to this thread; count what cannot be built."""
+        try:
+            event = deferred()
+        except InvalidEventError as error:
+            self.counters.drop("invalid")
+            field = error.field.split(".", 1)[0].split("[", 1)[0]  # bounded rate-limit keys
+            self._log.log(
+                logging.WARNING,
+                f"invalid:{deferred.source}:{field}",
+                "%s dropped an invalid event: %s: %s",
+                deferred.source,
+                error.field,
+                error.reason,
+            )
+            return None
+        except Exception as error:  # noqa: BLE001 - counted and reported by type, never raised
+            self.counters.drop("error")
+            kind = type(error).__name__
+            self._log.log(
+                logging.WARNING,
+                f"error:{deferred.source}:{kind}",
+                "%s dropped an event after an unexpected %s",
+                deferred.source,
+                kind,
+            )
+            return None
+        if event is None:
+            self.counters.drop("no_identity")
+        return event
 
     def _admit(self, event: Event, now: float) -> None:
         if self.screen is not None:

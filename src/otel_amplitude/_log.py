@@ -20,6 +20,7 @@ __all__ = ["RateLimitedLog", "in_library_thread", "logger", "mark_library_thread
 
 logger = logging.getLogger("otel_amplitude")
 
+
 class _Local(threading.local):
     library = False  # a class default: reading it costs ~60 ns, a missing-attribute getattr ~400
 

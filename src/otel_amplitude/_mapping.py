@@ -9,6 +9,7 @@ the mapping come from the bound context, then from the current OTel span's ``end
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
 from ._validate import make_event
 
-__all__ = ["EventMapper", "span_identity"]
+__all__ = ["CURRENT", "EventMapper", "identity_of_span", "span_identity"]
 
 #: Names that are never copied from a mapping to the top level (the source sets them itself).
 _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "user_id",
@@ -43,9 +44,21 @@ def _fits(kind: FieldKind, value: object) -> bool:
     return isinstance(value, Mapping)
 
 
+class _Bound(enum.Enum):
+    CURRENT = 0  #: read the identity bound in the current context
+
+
+#: ``EventMapper.build(bound=CURRENT)``: take the identity bound where ``build`` runs.
+CURRENT = _Bound.CURRENT
+
+
 def span_identity() -> Identity | None:
     """The user of the current recording OTel span (``enduser.id`` or ``user.id``), if any."""
-    span = trace.get_current_span()
+    return identity_of_span(trace.get_current_span())
+
+
+def identity_of_span(span: object) -> Identity | None:
+    """The user a span names (``amplitude.user_id``, ``enduser.id`` or ``user.id``), if any."""
     attributes = getattr(span, "attributes", None)
     if not attributes:
         return None
@@ -75,11 +88,13 @@ class EventMapper:
         insert_id: str | None = None,
         properties: dict[str, Any] | None = None,
         fallback: Callable[[], Identity | None] = span_identity,
+        bound: Identity | _Bound | None = CURRENT,
     ) -> Event | None:
         """The event, or None when nobody can be named as its user or device.
 
         ``properties`` are event properties the source adds (they lose to the mapping's own).
-        Raises :class:`InvalidEventError` for an event that cannot be sent.
+        Raises :class:`InvalidEventError` for an event that cannot be sent. ``bound`` is the
+        identity bound where the event was emitted, when ``build`` runs elsewhere.
         """
         event_properties: dict[str, Any] = dict(properties) if properties else {}
         user_properties: dict[str, Any] | None = None
@@ -111,9 +126,12 @@ class EventMapper:
                 fields.pop("ip", None)
 
         if user_id is None or device_id is None or (fields is None or "session_id" not in fields):
-            bound = current_identity()
-            if user_id is None and device_id is None and (
-                bound is None or (bound.user_id is None and bound.device_id is None)
+            if bound is CURRENT:
+                bound = current_identity()
+            if (
+                user_id is None
+                and device_id is None
+                and (bound is None or (bound.user_id is None and bound.device_id is None))
             ):
                 # Nobody bound (a session alone does not name anyone): the current span's user.
                 named = fallback()

@@ -212,3 +212,40 @@ def test_structlog_stdlib_integration_sends_each_call_once(
     ] * 3
     stats = client.stats()
     assert (stats["submitted"], stats["accepted"], stats["dropped"]) == (13, 13, 0)
+
+
+def test_an_invalid_record_is_counted_and_reported_by_the_pipeline_without_its_value(
+    server: AmplitudeServer, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+):
+    client = make_client()
+    caplog.set_level(logging.WARNING, logger="otel_amplitude")
+    on_root(AmplitudeHandler(client))
+    log = logging.getLogger("app.billing")
+
+    log.info("paid", extra={"user_id": USER, "amount": float("nan"), "card": "secret-value"})
+    log.info("paid", extra={"user_id": USER, "amount": 12.5})
+
+    assert client.flush(5)
+    assert [e["event_properties"] for e in server.events] == [{"amount": 12.5}]
+    assert client.stats()["dropped_by_reason"] == {"invalid": 1}
+    [warning] = [r.getMessage() for r in caplog.records if "invalid event" in r.getMessage()]
+    assert "event_properties.amount" in warning
+    assert "secret-value" not in caplog.text
+
+
+def test_a_bound_identity_is_captured_when_the_record_is_logged(
+    server: AmplitudeServer, make_client: MakeClient
+):
+    from otel_amplitude import bind
+
+    client = make_client()
+    on_root(AmplitudeHandler(client))
+    log = logging.getLogger("app.reports")
+    with bind(user_id="user-bound-1", session_id=1_700_000_000_000):
+        log.info("report_exported")
+    log.info("report_exported")  # after the binding ended: nobody to attribute it to
+
+    assert client.flush(5)
+    [event] = server.events
+    assert (event["user_id"], event["session_id"]) == ("user-bound-1", 1_700_000_000_000)
+    assert client.stats()["dropped_by_reason"] == {"no_identity": 1}
