@@ -21,14 +21,10 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
-from opentelemetry import trace
-
 from ._client import Client, default_client
-from ._context import Identity, current_identity
-from ._event import Event
 from ._log import RateLimitedLog, in_library_thread
 from ._log import logger as library_logger
-from ._mapping import EventMapper, identity_of_span
+from ._mapping import DeferredEvent, EventMapper
 from .exceptions import InvalidEventError
 
 __all__ = ["AmplitudeHandler"]
@@ -227,50 +223,6 @@ def _extras(attributes: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if key not in _NOT_EXTRA}
 
 
-def _nobody() -> Identity | None:
-    return None
-
-
-class _RecordEvent:
-    """A log record's event, captured on the caller's thread and built on the dispatcher's."""
-
-    __slots__ = ("bound", "created", "include_logger", "level", "mapper", "msg", "name", "span",
-                 "values")  # fmt: skip
-    source = "AmplitudeHandler"
-
-    def __init__(
-        self,
-        mapper: EventMapper,
-        msg: object,
-        values: dict[str, Any],
-        record: logging.LogRecord,
-        bound: Identity | None,
-        span: object,
-        include_logger: bool,
-    ) -> None:
-        self.mapper = mapper
-        self.msg = msg
-        self.values = values
-        self.created = record.created
-        self.name = record.name
-        self.level = record.levelname
-        self.bound = bound
-        self.span = span
-        self.include_logger = include_logger
-
-    def __call__(self) -> Event | None:
-        msg = self.msg
-        span = self.span
-        return self.mapper.build(
-            msg if isinstance(msg, str) else str(msg),
-            self.values,
-            time=int(self.created * 1000),
-            properties={"logger": self.name, "level": self.level} if self.include_logger else None,
-            bound=self.bound,
-            fallback=_nobody if span is None else (lambda: identity_of_span(span)),
-        )
-
-
 class AmplitudeHandler(logging.Handler):
     """Sends each log record to Amplitude as an event: message template = event type.
 
@@ -360,17 +312,17 @@ class AmplitudeHandler(logging.Handler):
                 # The common case. Only what the record and the context hold *now* is captured
                 # here (the extras, the bound ids, the current span); mapping and validation,
                 # most of an event's cost, run on the dispatcher's thread.
-                values = _extras(attributes)
-                bound = current_identity()
-                span = (
-                    None
-                    if "user_id" in values
-                    or "device_id" in values
-                    or (bound is not None and (bound.user_id or bound.device_id))
-                    else trace.get_current_span()
-                )
                 client._defer(
-                    _RecordEvent(mapper, msg, values, record, bound, span, include_logger)
+                    DeferredEvent(
+                        self._SOURCE,
+                        mapper,
+                        msg if isinstance(msg, str) else str(msg),
+                        _extras(attributes),
+                        time=int(record.created * 1000),
+                        properties={"logger": name, "level": record.levelname}
+                        if include_logger
+                        else None,
+                    )
                 )
                 return
             event = mapper.build(

@@ -39,6 +39,7 @@ from ._handler import (
     report_invalid,
 )
 from ._log import in_library_thread, logger
+from ._mapping import DeferredEvent
 from .exceptions import InvalidEventError
 
 __all__ = ["AmplitudeProcessor"]
@@ -148,16 +149,17 @@ class AmplitudeProcessor:
                 name = event_dict.get("logger") or getattr(wrapped_logger, "name", None)
                 if isinstance(name, str):
                     properties["logger"] = name
-            built = mapper.build(
-                event if isinstance(event, str) else "" if event is None else str(event),
-                event_dict_values(event_dict),
-                time=_event_time(event_dict.get("timestamp")),
-                properties=properties,
+            # Built on the dispatcher's thread from a copy: later processors may change the dict.
+            client._defer(
+                DeferredEvent(
+                    self._SOURCE,
+                    mapper,
+                    event if isinstance(event, str) else "" if event is None else str(event),
+                    event_dict_values(event_dict),
+                    time=_event_time(event_dict.get("timestamp")),
+                    properties=properties,
+                )
             )
-            if built is None:
-                client.discard("no_identity")
-            else:
-                client.submit(built)
         except InvalidEventError as error:
             report_invalid(client, error, self._SOURCE)
         except Exception as error:  # noqa: BLE001 - counted and reported, never raised
