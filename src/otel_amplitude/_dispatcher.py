@@ -25,7 +25,7 @@ from ._backoff import Backoff
 from ._clock import Clock
 from ._event import Event, to_wire
 from ._identify import IDENTIFY
-from ._log import RateLimitedLog, mark_library_thread
+from ._log import RateLimitedLog, mark_library_thread, warn_invalid
 from ._log import logger as _library_log
 from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
 from ._response import Action, Verdict
@@ -364,15 +364,7 @@ class Dispatcher:
             event = deferred()
         except InvalidEventError as error:
             self.counters.drop("invalid")
-            field = error.field.split(".", 1)[0].split("[", 1)[0]  # bounded rate-limit keys
-            self._log.log(
-                logging.WARNING,
-                f"invalid:{deferred.source}:{field}",
-                "%s dropped an invalid event: %s: %s",
-                deferred.source,
-                error.field,
-                error.reason,
-            )
+            warn_invalid(self._log, deferred.source, error.field, error.reason)
             return None
         except Exception as error:  # noqa: BLE001 - counted and reported by type, never raised
             self.counters.drop("error")

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from ._client import Client, default_client
-from ._log import RateLimitedLog, in_library_thread
+from ._log import RateLimitedLog, in_library_thread, warn_invalid
 from ._log import logger as library_logger
 from ._mapping import DeferredEvent, EventMapper
 from .exceptions import InvalidEventError
@@ -131,15 +131,7 @@ def report_invalid(client: Client, error: InvalidEventError, source: str) -> Non
     """Count an event that cannot be sent, and say which field is wrong (never its value)."""
     with contextlib.suppress(Exception):  # a broken client must not break the caller
         client.discard("invalid")
-    field = error.field.split(".", 1)[0].split("[", 1)[0]  # a bounded set of rate-limit keys
-    _reports.log(
-        logging.WARNING,
-        f"invalid:{source}:{field}",
-        "%s dropped an invalid event: %s: %s",
-        source,
-        error.field,
-        error.reason,
-    )
+    warn_invalid(_reports, source, error.field, error.reason)
 
 
 def report_failure(client: Client | None, error: Exception, source: str) -> None:

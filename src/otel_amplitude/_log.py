@@ -16,7 +16,13 @@ from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
 )
 
-__all__ = ["RateLimitedLog", "in_library_thread", "logger", "mark_library_thread"]
+__all__ = [
+    "RateLimitedLog",
+    "in_library_thread",
+    "logger",
+    "mark_library_thread",
+    "warn_invalid",
+]
 
 logger = logging.getLogger("otel_amplitude")
 
@@ -69,3 +75,19 @@ class RateLimitedLog:
             msg += " (%d similar messages suppressed)"
             args = (*args, suppressed)
         logger.log(level, msg, *args)
+
+
+def warn_invalid(reports: RateLimitedLog, source: str, field: str, reason: str) -> None:
+    """Say, at most once a minute per source and field, that ``source`` dropped an invalid event.
+
+    Names the field and the reason, never the value (it may be personal data).
+    """
+    top = field.split(".", 1)[0].split("[", 1)[0]  # a bounded set of rate-limit keys
+    reports.log(
+        logging.WARNING,
+        f"invalid:{source}:{top}",
+        "%s dropped an invalid event: %s: %s",
+        source,
+        field,
+        reason,
+    )

@@ -16,13 +16,12 @@ them), which pass ``ReadableLogRecord`` objects, and ``LogExporter`` on older on
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._client import Client, default_client
-from ._log import RateLimitedLog
+from ._log import RateLimitedLog, warn_invalid
 from ._log_record_mapping import ExportedLogRecord, LogRecordMapper
 from ._span_mapping import Skipped
 
@@ -82,13 +81,7 @@ class AmplitudeLogExporter(LogRecordExporter):
             client.discard(outcome.reason)
             error = outcome.error
             if error is not None:
-                _warnings.log(
-                    logging.WARNING,
-                    "log-invalid:" + error.field.split(".", 1)[0],  # a bounded set of keys
-                    "AmplitudeLogExporter dropped an invalid event: %s: %s",
-                    error.field,
-                    error.reason,
-                )
+                warn_invalid(_warnings, "AmplitudeLogExporter", error.field, error.reason)
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -33,7 +33,6 @@ request to the Amplitude hosts the client uses is skipped (see ``SpanMapper``'s 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -43,7 +42,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._client import Client, default_client
 from ._event import Event
-from ._log import RateLimitedLog
+from ._log import RateLimitedLog, warn_invalid
 from ._settings import Settings
 from ._span_mapping import SpanMapper
 
@@ -92,13 +91,7 @@ class AmplitudeSpanExporter(SpanExporter):
                 client.discard(outcome.reason)
                 error = outcome.error
                 if error is not None:
-                    _warnings.log(
-                        logging.WARNING,
-                        "span-invalid:" + error.field.split(".", 1)[0],  # a bounded set of keys
-                        "AmplitudeSpanExporter dropped an invalid event: %s: %s",
-                        error.field,
-                        error.reason,
-                    )
+                    warn_invalid(_warnings, "AmplitudeSpanExporter", error.field, error.reason)
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
