@@ -22,7 +22,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_amplitude import _client, _log_exporter
+from otel_amplitude import _client, _exporting
 from otel_amplitude._client import Client
 from otel_amplitude._context import bind
 from otel_amplitude._event import Event, to_wire
@@ -194,7 +194,7 @@ def test_record_without_identity_is_counted_as_no_identity(logs: Logs):
 def test_invalid_record_is_counted_and_warned_about_without_values(
     logs: Logs, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(_log_exporter, "_warnings", RateLimitedLog(time.monotonic))
+    monkeypatch.setattr(_exporting, "_warnings", RateLimitedLog(time.monotonic))
 
     with caplog.at_level(logging.WARNING, logger="otel_amplitude"):
         logs.emit(

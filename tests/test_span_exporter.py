@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_amplitude import _client, _span_exporter
+from otel_amplitude import _client, _exporting
 from otel_amplitude._client import Client
 from otel_amplitude._event import Event
 from otel_amplitude._log import RateLimitedLog
@@ -128,7 +128,7 @@ def test_invalid_event_is_counted_and_warned_about_without_its_values(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    monkeypatch.setattr(_span_exporter, "_warnings", RateLimitedLog(time.monotonic))
+    monkeypatch.setattr(_exporting, "_warnings", RateLimitedLog(time.monotonic))
     secret = "4111-1111-1111-1111"
     spans = captured.spans(("a", {**TAGGED, "amplitude.revenue": secret}))
 

@@ -16,14 +16,12 @@ them), which pass ``ReadableLogRecord`` objects, and ``LogExporter`` on older on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._client import Client, default_client
-from ._log import RateLimitedLog, warn_invalid
+from ._client import Client
+from ._exporting import ClientFeed
 from ._log_record_mapping import ExportedLogRecord, LogRecordMapper
-from ._span_mapping import Skipped
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -36,7 +34,6 @@ else:
 
 __all__ = ["AmplitudeLogExporter"]
 
-_warnings = RateLimitedLog(time.monotonic)
 
 # The client's exit hook is registered when _client is imported, before any provider's.
 
@@ -56,42 +53,25 @@ class AmplitudeLogExporter(LogRecordExporter):
     """
 
     def __init__(self, client: Client | None = None) -> None:
-        self._client = client if client is not None else default_client()
-        self._mapper = LogRecordMapper(self._client.settings)
-        self._shutdown = False
+        self._feed = ClientFeed(client, "AmplitudeLogExporter")
+        self._mapper = LogRecordMapper(self._feed.client.settings)
 
     @property
     def client(self) -> Client:
         """The client this exporter feeds."""
-        return self._client
+        return self._feed.client
 
     def export(self, batch: Sequence[ExportedLogRecord]) -> LogRecordExportResult:
         """Queue the events among ``batch``; ``SUCCESS`` once queued, ``FAILURE`` after shutdown."""
-        if self._shutdown:
+        if self._feed.closed:
             return LogRecordExportResult.FAILURE
-        client = self._client
-        map_record = self._mapper.map
-        for item in batch:
-            outcome = map_record(item)
-            if outcome is None:
-                continue
-            if not isinstance(outcome, Skipped):
-                client.submit(outcome)
-                continue
-            client.discard(outcome.reason)
-            error = outcome.error
-            if error is not None:
-                warn_invalid(_warnings, "AmplitudeLogExporter", error.field, error.reason)
+        self._feed.put(map(self._mapper.map, batch))
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver what the client holds; True when all of it reached a final state in time."""
-        return self._client.flush(timeout_millis / 1000.0)
+        return self._feed.flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Refuse further exports and flush, bounded; the client keeps running."""
-        if self._shutdown:
-            return
-        self._shutdown = True
-        limit = self._client.settings.shutdown_timeout_ms
-        self._client.flush(max(0.0, min(timeout_millis, limit)) / 1000.0)
+        self._feed.close(timeout_millis)

@@ -33,22 +33,19 @@ request to the Amplitude hosts the client uses is skipped (see ``SpanMapper``'s 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._client import Client, default_client
-from ._event import Event
-from ._log import RateLimitedLog, warn_invalid
+from ._client import Client
+from ._exporting import ClientFeed
 from ._settings import Settings
 from ._span_mapping import SpanMapper
 
 __all__ = ["AmplitudeSpanExporter"]
 
-_warnings = RateLimitedLog(time.monotonic)
 
 # The client's exit hook is registered when _client is imported, before any provider's.
 
@@ -67,44 +64,31 @@ class AmplitudeSpanExporter(SpanExporter):
     """
 
     def __init__(self, client: Client | None = None) -> None:
-        self._client = client if client is not None else default_client()
-        settings = self._client.settings
+        self._feed = ClientFeed(client, "AmplitudeSpanExporter")
+        settings = self._feed.client.settings
         self._mapper = SpanMapper(settings, own_hosts=_own_hosts(settings))
-        self._shutdown = False
 
     @property
     def client(self) -> Client:
         """The client this exporter feeds."""
-        return self._client
+        return self._feed.client
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Queue the events among ``spans``; ``SUCCESS`` once queued, ``FAILURE`` after shutdown."""
-        if self._shutdown:
+        if self._feed.closed:
             return SpanExportResult.FAILURE
-        client = self._client
         map_span = self._mapper.map
         for span in spans:
-            for outcome in map_span(span):
-                if isinstance(outcome, Event):
-                    client.submit(outcome)
-                    continue
-                client.discard(outcome.reason)
-                error = outcome.error
-                if error is not None:
-                    warn_invalid(_warnings, "AmplitudeSpanExporter", error.field, error.reason)
+            self._feed.put(map_span(span))
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Deliver what the client holds; True when all of it reached a final state in time."""
-        return self._client.flush(timeout_millis / 1000.0)
+        return self._feed.flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Refuse further exports and flush, bounded; the client keeps running (module doc)."""
-        if self._shutdown:
-            return
-        self._shutdown = True
-        limit = self._client.settings.shutdown_timeout_ms
-        self._client.flush(max(0.0, min(timeout_millis, limit)) / 1000.0)
+        self._feed.close(timeout_millis)
 
 
 def _own_hosts(settings: Settings) -> frozenset[str]:
