@@ -76,16 +76,26 @@ def _structlog_emitter(client: Client) -> Callable[[str, str, int], None] | None
 _last_drawn = [0.0]
 
 
-def _progress(out: TextIO, done: int, total: int, started: float, *, last: bool = False) -> None:
+def _progress(
+    out: TextIO, client: Client, total: int, started: float, *, last: bool = False
+) -> None:
+    """The progress bar, with the client's live stats and health (what a readiness probe sees)."""
     now = time.monotonic()
     if not last and now - _last_drawn[0] < 0.25:
         return
     _last_drawn[0] = now
-    width = 32
+    stats = client.stats()
+    done = stats["accepted"]
+    width = 24
     filled = width * done // max(total, 1)
     bar = "#" * filled + "." * (width - filled)
     elapsed = now - started
-    out.write(f"\r  [{bar}] {done:>6,}/{total:,} events delivered  {elapsed:5.1f} s")
+    status = client.health(window=1.0).status
+    out.write(
+        f"\r  [{bar}] {done:>6,}/{total:,} delivered  buffered {stats['buffered']:>5,}  "
+        f"in flight {stats['in_flight']:>4,}  paused ids {stats['paused_partitions']}  "
+        f"health {status:<8} {elapsed:5.1f} s"
+    )
     out.flush()
 
 
@@ -161,7 +171,7 @@ def run_demo(users: int = 300, *, quiet: bool = False, out: TextIO | None = None
                     structlog_emit(user, "dashboard_viewed", seq)
                     expected += 1
             if progress_out is not None:
-                _progress(progress_out, client.stats()["accepted"], expected, started)
+                _progress(progress_out, client, expected, started)
 
         tracer_provider.force_flush()
         unthrottled = False
@@ -173,12 +183,11 @@ def run_demo(users: int = 300, *, quiet: bool = False, out: TextIO | None = None
                 server.faults.unthrottle()  # the user calms down after two pauses
                 unthrottled = True
             if progress_out is not None:
-                _progress(progress_out, client.stats()["accepted"], expected, started)
+                _progress(progress_out, client, expected, started)
         client.flush(timeout=5)
         if progress_out is not None:
-            _progress(progress_out, client.stats()["accepted"], expected, started, last=True)
+            _progress(progress_out, client, expected, started, last=True)
             progress_out.write("\n")
-        stats = client.stats()
         stored = server.events
         requests = server.requests
         duplicates = server.duplicates
@@ -187,7 +196,16 @@ def run_demo(users: int = 300, *, quiet: bool = False, out: TextIO | None = None
         client.shutdown(timeout=5)
         stats = client.stats()
         seconds = time.monotonic() - started
-        return _report(out, stats, stored, requests, duplicates, expected, seconds, throttled_user)
+        return _report(
+            out,
+            stats,
+            stored,
+            requests,
+            duplicates,
+            expected,
+            seconds,
+            throttled_user,
+        )
     finally:
         if tracer_provider is not None:
             tracer_provider.shutdown()
