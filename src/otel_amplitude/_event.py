@@ -18,17 +18,21 @@ class Event:
     ``fields`` holds the other top-level Amplitude fields, keyed by their wire names
     (``productId``, ``app_version``, ...). ``created`` is the monotonic time of creation, for the
     end-to-end latency figure; ``attempts`` counts failed deliveries (not splits or throttles).
+    ``destination`` names the Amplitude project it goes to ("" for the default one); ``spool_id``
+    is its row in the durable spool (0: not spooled).
     """
 
     __slots__ = (
         "attempts",
         "created",
+        "destination",
         "device_id",
         "epoch",
         "event_properties",
         "event_type",
         "fields",
         "insert_id",
+        "spool_id",
         "time",
         "user_id",
         "user_properties",
@@ -45,6 +49,7 @@ class Event:
         user_properties: dict[str, Any] | None = None,
         fields: dict[str, Any] | None = None,
         created: float = 0.0,
+        destination: str = "",
     ) -> None:
         self.event_type = event_type
         self.user_id = user_id
@@ -55,8 +60,10 @@ class Event:
         self.user_properties = user_properties
         self.fields = fields
         self.created = created
+        self.destination = destination
         self.attempts = 0
         self.epoch = 0
+        self.spool_id = 0
 
     @property
     def partition_key(self) -> str:
