@@ -69,7 +69,12 @@ class Pipeline:
     def buffered_users(self) -> list[str | None]:
         self.drain()
         with self.dispatcher.lock:
-            return [e.user_id for p in self.dispatcher._partitions.values() for e in p.events]
+            return [
+                e.user_id
+                for lane in self.dispatcher._lanes.values()
+                for p in lane.partitions.values()
+                for e in p.events
+            ]
 
     def close(self) -> None:
         self.consent.close()

@@ -96,6 +96,10 @@ def test_defaults_are_the_documented_values() -> None:
         "pii_keys": PII_KEYS,
         "pii_salt": None,
         "shutdown_timeout_ms": 2000,
+        "destinations_file": None,
+        "tenant_attribute": None,
+        "unknown_tenant": "drop",
+        "destination_max_buffered_events": None,
     }
 
 
@@ -162,6 +166,10 @@ VALID: list[tuple[str, str, str, object]] = [
     ("AMPLITUDE_PII_KEYS", "Email, Home_Address,phone", "pii_keys",
      ("email", "home_address", "phone")),
     ("AMPLITUDE_PII_SALT", SECRET_KEY, "pii_salt", SECRET_KEY),
+    ("AMPLITUDE_DESTINATIONS_FILE", f" {__file__} ", "destinations_file", __file__),
+    ("AMPLITUDE_TENANT_ATTRIBUTE", "tenant.id", "tenant_attribute", "tenant.id"),
+    ("AMPLITUDE_UNKNOWN_TENANT", "Default", "unknown_tenant", "default"),
+    ("AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS", "5000", "destination_max_buffered_events", 5000),
 ]  # fmt: skip
 
 
@@ -311,6 +319,16 @@ INVALID: list[tuple[str, str, str]] = [
     ("AMPLITUDE_PII_SALT", "short-salt", "AMPLITUDE_PII_SALT must be at least 16 characters long"),
     ("AMPLITUDE_PII_SALT", "a salt with spaces in it",
      "AMPLITUDE_PII_SALT must not contain whitespace"),
+    ("AMPLITUDE_DESTINATIONS_FILE", "/no/such/destinations.toml",
+     "AMPLITUDE_DESTINATIONS_FILE must be a path to an existing, readable file, got"
+     " '/no/such/destinations.toml'"),
+    ("AMPLITUDE_TENANT_ATTRIBUTE", "tenant id",
+     "AMPLITUDE_TENANT_ATTRIBUTE must be an attribute name of letters, digits, '.', '_' and '-'"
+     " such as 'tenant.id', got 'tenant id'"),
+    ("AMPLITUDE_UNKNOWN_TENANT", "fallback",
+     "AMPLITUDE_UNKNOWN_TENANT must be 'drop' or 'default', got 'fallback'"),
+    ("AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS", "0",
+     "AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS must be an integer from 1 to 100000000, got '0'"),
 ]  # fmt: skip
 
 

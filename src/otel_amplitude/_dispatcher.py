@@ -17,21 +17,23 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._backoff import Backoff
 from ._clock import Clock
+from ._destinations import DEFAULT, Destination, Router
 from ._event import Event, to_wire
 from ._identify import IDENTIFY
+from ._lane import Lane
 from ._log import RateLimitedLog, mark_library_thread, warn_invalid
 from ._log import logger as _library_log
 from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
 from ._response import Action, Verdict
-from ._sender import BATCH_MAX_BYTES, HTTPAPI_MAX_BYTES, Delivery, Transport, deliver
+from ._sender import Delivery, Transport, deliver
 from ._settings import Settings
-from ._stats import Counters, Stats
+from ._stats import Counters, DestinationStats, Stats
 from .exceptions import InvalidEventError
 
 __all__ = ["Barrier", "DeadLetterCallback", "Deferred", "Dispatcher"]
@@ -90,6 +92,7 @@ class Barrier:
 @dataclass(slots=True, eq=False)
 class _Request:
     number: int
+    lane: Lane
     events: list[Event]
     partitions: list[Partition]
 
@@ -106,8 +109,10 @@ class Dispatcher:
         rng: random.Random | None = None,
         screen: Screen | None = None,
         observer: Observer | None = None,
+        router: Router | None = None,
     ) -> None:
         self.settings = settings
+        self.router = router if router is not None and router.active else None
         self.screen = screen
         self.observer = observer
         #: Called on the dispatcher thread with each accepted identify update.
@@ -131,19 +136,31 @@ class Dispatcher:
         self._capacity = settings.partition_capacity
         self._max_buffered = settings.max_buffered_events
         self._drop_oldest = settings.overflow == "drop_oldest"
-        self._url = settings.ingestion_url
-        self._identify_url = settings.identify_url
-        self._max_bytes = BATCH_MAX_BYTES if settings.use_batch else HTTPAPI_MAX_BYTES
         self._log = RateLimitedLog(clock.monotonic)
 
-        self._partitions: dict[str, Partition] = {}
-        self._ready: deque[Partition] = deque()
+        # One lane per destination; "" is the default one (AMPLITUDE_API_KEY), when it exists.
+        self._lanes: dict[str, Lane] = {}
+        self._active: deque[Lane] = deque()  # lanes with ready partitions, in turn
+        self._lane_cap = (
+            settings.destination_max_buffered_events or max(1, self._max_buffered // 4)
+            if self.router is not None
+            else self._max_buffered
+        )
+        self._lane_timer = 0.0  # when a lane skipped for its hold or rate limit may go again
+        if settings.api_key:
+            self._add_lane(
+                "",
+                Destination(
+                    DEFAULT,
+                    settings.api_key,
+                    settings.secret_key,
+                    zone=settings.server_zone,
+                ),
+                clock.monotonic(),
+            )
         self._ready_events = 0
         self._waiting: list[tuple[float, int, Partition]] = []
         self._sequence = itertools.count()
-        self._paused_users: dict[str, float] = {}
-        self._paused_devices: dict[str, float] = {}
-        self._arrivals: deque[Partition] = deque(maxlen=self._max_buffered)
         self._buffered = 0
         self._in_flight = 0
         self._epoch = 0
@@ -153,7 +170,6 @@ class Dispatcher:
         self._sealed: list[Barrier] = []
         self._due = False
         self._next_tick = clock.monotonic() + self._interval
-        self._hold_until = 0.0
         self._requests_out = 0
         self._unanswered: dict[int, _Request] = {}
         self._request_numbers = itertools.count(1)
@@ -164,6 +180,7 @@ class Dispatcher:
         self._stop_deadline: float | None = None
         self._threads: list[threading.Thread] = []
         self._transport: Transport | None = None
+        self._log_tenants: set[str] = set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -223,27 +240,139 @@ class Dispatcher:
             now = self.clock.monotonic()
             while self.inbound:  # admit everything in transit first, so it can be purged too
                 self._drain(now)
-            for partition in list(self._partitions.values()):
-                kept = [e for e in partition.events if not matches(e)]
-                gone = len(partition.events) - len(kept)
-                if not gone:
-                    continue
-                for event in partition.events:
-                    if matches(event):
-                        self._finish(event)
-                partition.events.clear()
-                partition.events.extend(kept)
-                self._buffered -= gone
-                if partition.state == READY:
-                    self._ready_events -= gone
-                removed += gone
-                if not kept and partition.state in (READY, WAITING):
-                    partition.state = IDLE  # its queue entries are skipped when met
-                    del self._partitions[partition.key]
+            for lane in self._lanes.values():
+                gone = self._purge_lane(lane, matches)
+                if gone:
+                    lane.count_drop(reason, gone)
+                    removed += gone
             if removed:
                 self.counters.drop(reason, removed)
             self._check_barriers()
         return removed
+
+    def _purge_lane(self, lane: Lane, matches: Callable[[Event], bool]) -> int:
+        removed = 0
+        for partition in list(lane.partitions.values()):
+            kept = [e for e in partition.events if not matches(e)]
+            gone = len(partition.events) - len(kept)
+            if not gone:
+                continue
+            for event in partition.events:
+                if matches(event):
+                    self._finish(event)
+            partition.events.clear()
+            partition.events.extend(kept)
+            self._buffered -= gone
+            lane.buffered -= gone
+            if partition.state == READY:
+                self._ready_events -= gone
+            removed += gone
+            if not kept and partition.state in (READY, WAITING):
+                partition.state = IDLE  # its queue entries are skipped when met
+                del lane.partitions[partition.key]
+        return removed
+
+    # -- destinations --------------------------------------------------------------------------
+
+    def _add_lane(self, name: str, destination: Destination, now: float) -> Lane:
+        lane = Lane(
+            destination.name,
+            destination,
+            use_batch=self.settings.use_batch,
+            server_url=self.settings.server_url,
+            cap=self._lane_cap,
+            now=now,
+            arrivals=self._max_buffered,
+        )
+        self._lanes[name] = lane
+        return lane
+
+    def _lane_for(self, event: Event) -> Lane | None:
+        """The lane of a tenant seen for the first time; None when it has no destination."""
+        tenant = event.destination
+        if not tenant:
+            if self.router is not None:
+                self.counters.drop("no_tenant")
+                self._log.log(
+                    logging.WARNING,
+                    "no-tenant",
+                    "an event without a tenant was dropped (no_tenant): AMPLITUDE_API_KEY is not"
+                    " set, so there is no default destination; give every event a tenant",
+                )
+            return None
+        destination = None if self.router is None else self.router.lookup(tenant)
+        if destination is not None:
+            return self._add_lane(tenant, destination, self.clock.monotonic())
+        fallback = self._lanes.get("")
+        if fallback is not None and self.settings.unknown_tenant == "default":
+            event.destination = ""
+            return fallback
+        self.counters.drop("unknown_tenant")
+        self._log.log(
+            logging.WARNING,
+            f"unknown-tenant:{tenant}" if len(self._log_tenants) < 100 else "unknown-tenant",
+            "events of tenant %r are dropped (unknown_tenant): it has no destination. Add it to"
+            " AMPLITUDE_DESTINATIONS_FILE (or the resolver), or set AMPLITUDE_UNKNOWN_TENANT="
+            "default to send such events to the default project",
+            tenant,
+        )
+        self._log_tenants.add(tenant)
+        return None
+
+    def apply_destinations(self, table: Mapping[str, Destination]) -> None:
+        """Take a new destinations table: lanes whose key changed resume, removed ones empty.
+
+        A removed destination's buffered events are dropped (``destination_removed``); its
+        requests on the wire finish, and what they hand back is dropped too.
+        """
+        with self.lock:
+            now = self.clock.monotonic()
+            for name, lane in list(self._lanes.items()):
+                if not name:
+                    continue
+                destination = table.get(name)
+                if destination is None:
+                    self._remove_lane(name, lane)
+                elif destination != lane.destination:
+                    changed = lane.configure(
+                        destination,
+                        use_batch=self.settings.use_batch,
+                        server_url=self.settings.server_url,
+                        cap=self._lane_cap,
+                        now=now,
+                    )
+                    if changed:
+                        self._log.log(
+                            logging.INFO,
+                            f"destination-changed:{name}",
+                            "destination %r has a new key or host: delivery resumes with what"
+                            " it kept (%d events)",
+                            name,
+                            lane.buffered,
+                        )
+                        self._due = True
+            self.wake.set()
+
+    def _remove_lane(self, name: str, lane: Lane) -> None:
+        del self._lanes[name]
+        lane.removed = True
+        gone = self._purge_lane(lane, lambda _event: True)
+        for partition in lane.partitions.values():
+            partition.state = IDLE
+        lane.partitions.clear()
+        lane.ready.clear()
+        if gone:
+            lane.count_drop("destination_removed", gone)
+            self.counters.drop("destination_removed", gone)
+        self._log.log(
+            logging.WARNING,
+            f"destination-removed:{name}",
+            "destination %r was removed from the destinations: %d buffered events dropped"
+            " (destination_removed)",
+            name,
+            gone,
+        )
+        self._check_barriers()
 
     def mark_closed(self) -> None:
         """Close a dispatcher that never started: nothing to stop, nothing will be sent."""
@@ -255,8 +384,13 @@ class Dispatcher:
 
     def _run(self) -> None:
         mark_library_thread()
+        router = self.router
         while True:
             self.wake.clear()
+            if router is not None:
+                table = router.poll()  # file I/O, at most once a second, outside the lock
+                if table is not None:
+                    self.apply_destinations(table)
             with self.lock:
                 now = self.clock.monotonic()
                 self._apply_results(now)
@@ -281,13 +415,17 @@ class Dispatcher:
         assert self._stop_deadline is not None
         if self._requests_out and time.monotonic() < self._stop_deadline:
             return False
-        for partition in self._partitions.values():
-            if partition.events:
-                self._dead_letter(list(partition.events), "shutdown")
-                self._buffered -= len(partition.events)
-                partition.events.clear()
-        self._partitions.clear()
-        self._ready.clear()
+        for lane in self._lanes.values():
+            for partition in lane.partitions.values():
+                if partition.events:
+                    self._dead_letter(list(partition.events), "shutdown", lane)
+                    self._buffered -= len(partition.events)
+                    lane.buffered -= len(partition.events)
+                    partition.events.clear()
+            lane.partitions.clear()
+            lane.ready.clear()
+            lane.active = False
+        self._active.clear()
         self._ready_events = 0
         self._waiting.clear()
         if self._requests_out:
@@ -306,7 +444,8 @@ class Dispatcher:
         self._results.clear()
         for request in self._unanswered.values():
             self._in_flight -= len(request.events)
-            self._dead_letter(request.events, "shutdown")
+            request.lane.in_flight -= len(request.events)
+            self._dead_letter(request.events, "shutdown", request.lane)
         self._unanswered.clear()
         self._requests_out = 0
 
@@ -318,8 +457,10 @@ class Dispatcher:
             deadlines.append(self._next_tick)
         if self._waiting:
             deadlines.append(self._waiting[0][0])
-        if self._hold_until > now:
-            deadlines.append(self._hold_until)
+        if self._lane_timer > now:
+            deadlines.append(self._lane_timer)
+        if self.router is not None:
+            deadlines.append(now + 1.0)  # the destinations file is looked at once a second
         if not deadlines:
             return self._interval
         return max(0.0005, min(deadlines) - now)
@@ -390,26 +531,35 @@ class Dispatcher:
         if event.event_type == IDENTIFY:
             self._identify_seen = True
             self._count_identify(event, now)
+        lane = self._lanes.get(event.destination)
+        if lane is None:
+            lane = self._lane_for(event)
+            if lane is None:
+                return
         key = event.device_id if event.device_id is not None else event.user_id
         assert key is not None
-        partition = self._partitions.get(key)
+        partition = lane.partitions.get(key)
         if partition is None:
-            partition = self._partitions[key] = Partition(key)
-        full = len(partition.events) >= self._capacity or (
-            self._buffered + self._in_flight >= self._max_buffered
+            partition = lane.partitions[key] = Partition(key, lane)
+        full = (
+            len(partition.events) >= self._capacity
+            or self._buffered + self._in_flight >= self._max_buffered
+            or lane.buffered + lane.in_flight >= lane.cap
         )
         if full and not self._make_room(partition):
             self._note_overflow(partition)
             self.counters.drop("overflow")
+            lane.count_drop("overflow")
             if partition.state == IDLE and not partition.events:
-                del self._partitions[key]
+                del lane.partitions[key]
             return
         event.epoch = self._epoch
         self._outstanding[self._epoch] = self._outstanding.get(self._epoch, 0) + 1
         partition.events.append(event)
         self._buffered += 1
+        lane.buffered += 1
         if self._drop_oldest:
-            self._arrivals.append(partition)
+            lane.arrivals.append(partition)
         if partition.state == READY:
             self._ready_events += 1
         elif partition.state == IDLE:
@@ -439,11 +589,13 @@ class Dispatcher:
             )
 
     def _note_overflow(self, partition: Partition) -> None:
-        which = (
-            f"one user's or device's buffer (AMPLITUDE_PARTITION_CAPACITY={self._capacity})"
-            if len(partition.events) >= self._capacity
-            else f"the buffers (AMPLITUDE_MAX_BUFFERED_EVENTS={self._max_buffered})"
-        )
+        lane = partition.lane
+        if len(partition.events) >= self._capacity:
+            which = f"one user's or device's buffer (AMPLITUDE_PARTITION_CAPACITY={self._capacity})"
+        elif self._buffered + self._in_flight >= self._max_buffered:
+            which = f"the buffers (AMPLITUDE_MAX_BUFFERED_EVENTS={self._max_buffered})"
+        else:
+            which = f"destination {lane.name!r}'s share of the buffers ({lane.cap} events)"
         self._log.log(
             logging.WARNING,
             "overflow",
@@ -456,13 +608,16 @@ class Dispatcher:
         """Apply the overflow policy for an event arriving at ``partition``; True if it fits now."""
         if not self._drop_oldest:
             return False
+        lane = partition.lane
         if len(partition.events) >= self._capacity:
             victim: Partition | None = partition
         else:
+            # The oldest event of the arriving event's own destination: one customer's flood
+            # never evicts another's events.
             victim = None
-            while self._arrivals:
-                candidate = self._arrivals.popleft()
-                if candidate.events and self._partitions.get(candidate.key) is candidate:
+            while lane.arrivals:
+                candidate = lane.arrivals.popleft()
+                if candidate.events and lane.partitions.get(candidate.key) is candidate:
                     victim = candidate
                     break
             if victim is None and partition.events:
@@ -472,9 +627,11 @@ class Dispatcher:
         oldest = victim.events.popleft()
         self._note_overflow(victim)
         self._buffered -= 1
+        lane.buffered -= 1
         if victim.state == READY:
             self._ready_events -= 1
         self.counters.drop("overflow")
+        lane.count_drop("overflow")
         self._finish(oldest)
         return True
 
@@ -482,16 +639,22 @@ class Dispatcher:
 
     def _schedule(self, partition: Partition, now: float) -> None:
         """Put an idle partition where it belongs: gone, ready, or waiting for its time."""
+        lane = partition.lane
         if not partition.events:
             partition.state = IDLE
-            if self._partitions.get(partition.key) is partition:
-                del self._partitions[partition.key]
+            if lane.partitions.get(partition.key) is partition:
+                del lane.partitions[partition.key]
+        elif lane.removed:
+            partition.state = IDLE
         elif partition.not_before > now:
             partition.state = WAITING
             heapq.heappush(self._waiting, (partition.not_before, next(self._sequence), partition))
         else:
             partition.state = READY
-            self._ready.append(partition)
+            lane.ready.append(partition)
+            if not lane.active:
+                lane.active = True
+                self._active.append(lane)
             self._ready_events += len(partition.events)
 
     def _wake_waiting(self, now: float) -> None:
@@ -503,78 +666,131 @@ class Dispatcher:
                 self._schedule(partition, now)
                 self._due = True  # events that waited for their time go out at once
 
-    def _paused_until(self, event: Event, now: float) -> float:
-        """When the pause on this event's user or device ends (0: not paused)."""
+    @staticmethod
+    def _paused_until(lane: Lane, event: Event, now: float) -> float:
+        """When the pause on this event's user or device at its destination ends (0: none)."""
         until = 0.0
-        if event.user_id is not None and self._paused_users:
-            u = self._paused_users.get(event.user_id, 0.0)
+        if event.user_id is not None and lane.paused_users:
+            u = lane.paused_users.get(event.user_id, 0.0)
             if u > now:
                 until = u
             elif u:
-                del self._paused_users[event.user_id]
-        if event.device_id is not None and self._paused_devices:
-            d = self._paused_devices.get(event.device_id, 0.0)
+                del lane.paused_users[event.user_id]
+        if event.device_id is not None and lane.paused_devices:
+            d = lane.paused_devices.get(event.device_id, 0.0)
             if d > now:
                 until = max(until, d)
             elif d:
-                del self._paused_devices[event.device_id]
+                del lane.paused_devices[event.device_id]
         return until
 
     def _dispatch(self, now: float) -> None:
-        """Form requests from ready partitions while a sender is free and sending is due."""
+        """Form requests while a sender is free and sending is due, the lanes taking turns.
+
+        Lanes with ready partitions go round-robin, one request each, so a destination with a
+        large backlog cannot starve the others; while others wait, a lane also keeps to its
+        share of the senders, so one whose answers are slow cannot hold them all. A held or
+        rate-limited lane keeps its place and is passed over until its time.
+        """
         if now >= self._next_tick:
             self._next_tick = now + self._interval
             if self._buffered:
                 self._due = True
-        if not self.settings.enabled or self._hold_until > now:
+        if not self.settings.enabled:
             return
         due = self._due or self._sealed or self._unsealed or self._ready_events >= self._batch
         if not due:
             return
         senders = self.settings.senders
-        while self._requests_out < senders and self._ready:
-            events: list[Event] = []
-            partitions: list[Partition] = []
-            identifies: bool | None = None  # a request carries events or updates, never both
-            deferred: list[Partition] = []
-            while self._ready and len(events) < self._batch:
-                partition = self._ready.popleft()
-                if (
-                    identifies is not None
-                    and partition.events
-                    and (partition.events[0].event_type == IDENTIFY) != identifies
-                ):
-                    deferred.append(partition)  # stays READY, for the next request
-                    continue
-                self._ready_events -= len(partition.events)
-                partition.state = IDLE
-                taken = self._take(partition, self._batch - len(events), now)
-                if taken:
-                    if identifies is None:
-                        identifies = taken[0].event_type == IDENTIFY
-                    events.extend(taken)
-                    partitions.append(partition)
-                    partition.state = IN_FLIGHT
-                elif partition.state == IDLE:
-                    self._schedule(partition, now)
-            if deferred:
-                self._ready.extendleft(reversed(deferred))
-            if not events:
-                break
-            self._buffered -= len(events)
-            self._in_flight += len(events)
-            self._requests_out += 1
-            self.counters.requests += 1
-            request = _Request(next(self._request_numbers), events, partitions)
-            self._unanswered[request.number] = request
-            self._outbox.put(request)
-        if not self._ready:
+        active = self._active
+        contenders = sum(1 for lane in active if lane.hold_until <= now) if len(active) > 1 else 1
+        share = max(1, -(-senders // max(1, contenders)))
+        passed: list[Lane] = []
+        timer = 0.0
+        while self._requests_out < senders and active:
+            lane = active.popleft()
+            if not lane.ready or lane.removed:
+                lane.active = False
+                continue
+            if lane.hold_until > now:
+                passed.append(lane)
+                timer = min(timer, lane.hold_until) if timer else lane.hold_until
+                continue
+            if contenders > 1 and lane.requests_out >= share:
+                passed.append(lane)  # its turn comes back when one of its requests returns
+                continue
+            room, later = lane.room(now, self._batch)
+            if not room:
+                passed.append(lane)
+                timer = min(timer, later) if timer else later
+                continue
+            if not self._form(lane, room, now):
+                if lane.ready:
+                    passed.append(lane)
+                else:
+                    lane.active = False
+                continue
+            if lane.ready:
+                active.append(lane)
+            else:
+                lane.active = False
+        if not active:
             self._due = False
+        if passed:
+            active.extendleft(reversed(passed))
+        self._lane_timer = timer
+
+    def _form(self, lane: Lane, room: int, now: float) -> bool:
+        """One request of up to ``room`` events from ``lane``'s ready partitions, queued."""
+        events: list[Event] = []
+        partitions: list[Partition] = []
+        identifies: bool | None = None  # a request carries events or updates, never both
+        deferred: list[Partition] = []
+        ready = lane.ready
+        while ready and len(events) < room:
+            partition = ready.popleft()
+            if (
+                identifies is not None
+                and partition.events
+                and (partition.events[0].event_type == IDENTIFY) != identifies
+            ):
+                deferred.append(partition)  # stays READY, for the next request
+                continue
+            self._ready_events -= len(partition.events)
+            partition.state = IDLE
+            taken = self._take(partition, room - len(events), now)
+            if taken:
+                if identifies is None:
+                    identifies = taken[0].event_type == IDENTIFY
+                events.extend(taken)
+                partitions.append(partition)
+                partition.state = IN_FLIGHT
+            elif partition.state == IDLE:
+                self._schedule(partition, now)
+        if deferred:
+            ready.extendleft(reversed(deferred))
+        if not events:
+            return False
+        count = len(events)
+        self._buffered -= count
+        self._in_flight += count
+        self._requests_out += 1
+        self.counters.requests += 1
+        lane.buffered -= count
+        lane.in_flight += count
+        lane.requests_out += 1
+        lane.requests += 1
+        lane.sent(count)
+        request = _Request(next(self._request_numbers), lane, events, partitions)
+        self._unanswered[request.number] = request
+        self._outbox.put(request)
+        return True
 
     def _take(self, partition: Partition, room: int, now: float) -> list[Event]:
         """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
         queue_ = partition.events
-        if not (self._paused_users or self._paused_devices or self._identify_seen):
+        lane = partition.lane
+        if not (lane.paused_users or lane.paused_devices or self._identify_seen):
             count = min(room, len(queue_))
             return [queue_.popleft() for _ in range(count)]
         taken: list[Event] = []
@@ -582,7 +798,7 @@ class Dispatcher:
         while queue_ and len(taken) < room:
             if (queue_[0].event_type == IDENTIFY) != identifies:
                 break  # events and identify updates go in separate requests, in order
-            until = self._paused_until(queue_[0], now)
+            until = self._paused_until(lane, queue_[0], now)
             if until:
                 if not taken:
                     partition.not_before = until
@@ -598,21 +814,21 @@ class Dispatcher:
         mark_library_thread()
         assert self._transport is not None
         transport = self._transport
-        api_key = self.settings.api_key or ""
         min_id_length = self.settings.min_id_length
         while True:
             request = self._outbox.get()
             if request is None:
                 return
+            lane = request.lane
             try:
                 delivery = deliver(
                     transport,
-                    self._url,
-                    api_key,
+                    lane.url,
+                    lane.destination.api_key,
                     request.events,
                     min_id_length=min_id_length,
-                    max_bytes=self._max_bytes,
-                    identify_url=self._identify_url,
+                    max_bytes=lane.max_bytes,
+                    identify_url=lane.identify_url,
                 )
             except Exception as exc:  # noqa: BLE001 - a bug here must not kill the sender
                 self._log.log(
@@ -633,11 +849,17 @@ class Dispatcher:
 
     def _apply(self, request: _Request, delivery: Delivery, now: float) -> None:
         counters = self.counters
+        lane = request.lane
         self._requests_out -= 1
+        lane.requests_out -= 1
+        lane.in_flight -= len(request.events)
         self._unanswered.pop(request.number, None)
         observer = self.observer
         for verdict, response in zip(delivery.verdicts, delivery.responses, strict=False):
             counters.response(response.status, response.failure)
+            status = str(response.status) if response.status is not None else response.failure
+            status = status or "no_response"
+            lane.responses_by_status[status] = lane.responses_by_status.get(status, 0) + 1
             self._note(request, verdict, response.seconds)
             if observer is not None:
                 outcome = str(response.status) if response.status is not None else response.failure
@@ -656,6 +878,7 @@ class Dispatcher:
             assert key is not None
             if action is Action.ACCEPT:
                 counters.accepted += 1
+                lane.accepted += 1
                 latency = wall - event.created
                 counters.latency_count += 1
                 counters.latency_sum += latency
@@ -667,32 +890,46 @@ class Dispatcher:
                 progressed.add(key)
                 self._finish(event)
             elif action is Action.REJECT:
-                counters.reject(reason or "invalid")
+                why = reason or "invalid"
+                counters.reject(why)
+                lane.rejected += 1
+                lane.rejected_by_reason[why] = lane.rejected_by_reason.get(why, 0) + 1
                 progressed.add(key)
                 self._finish(event)
             elif action is Action.DROP:
                 counters.drop(reason or "dropped")
+                lane.count_drop(reason or "dropped")
+                self._finish(event)
+            elif lane.removed:
+                # Its destination was removed while the request was on the wire.
+                counters.drop("destination_removed")
+                lane.count_drop("destination_removed")
                 self._finish(event)
             elif action is Action.RETRY:
                 event.attempts += 1
                 failed.add(key)
                 if self.screen is not None and (dropped := self.screen(event)) is not None:
                     counters.drop(dropped)
+                    lane.count_drop(dropped)
                     self._finish(event)
                 elif event.attempts > max_retries:
-                    self._dead_letter([event], "retries_exhausted")
+                    self._dead_letter([event], "retries_exhausted", lane)
                 else:
                     counters.retried += 1
+                    lane.retried += 1
                     requeue.setdefault(key, []).append(event)
             elif self.screen is not None and (dropped := self.screen(event)) is not None:
                 # Opted out or deleted while its request was on the wire: never sent again.
                 counters.drop(dropped)
+                lane.count_drop(dropped)
                 self._finish(event)
             else:  # RESEND, THROTTLE, HOLD, SPLIT: not the event's fault, costs no attempt
                 if action is Action.THROTTLE:
                     counters.throttled += 1
+                    lane.throttled += 1
                 if action is not Action.HOLD:
                     counters.retried += 1
+                    lane.retried += 1
                 requeue.setdefault(key, []).append(event)
 
         if observer is not None and latencies:
@@ -700,12 +937,14 @@ class Dispatcher:
         for verdict in delivery.verdicts:
             if verdict.throttled_users or verdict.throttled_devices:
                 until = now + verdict.pause
+                users, devices = lane.paused_users, lane.paused_devices
                 for user in verdict.throttled_users:
-                    self._paused_users[user] = max(self._paused_users.get(user, 0.0), until)
+                    users[user] = max(users.get(user, 0.0), until)
                 for device in verdict.throttled_devices:
-                    self._paused_devices[device] = max(self._paused_devices.get(device, 0.0), until)
-            if verdict.action is Action.HOLD:
-                self._hold_until = now + HOLD_SECONDS
+                    devices[device] = max(devices.get(device, 0.0), until)
+            if verdict.action is Action.HOLD and not lane.removed:
+                lane.hold_until = now + HOLD_SECONDS
+                lane.hold_reason = verdict.kind
 
         for partition in request.partitions:
             key = partition.key
@@ -713,6 +952,7 @@ class Dispatcher:
             if events:
                 partition.events.extendleft(reversed(events))
                 self._buffered += len(events)
+                lane.buffered += len(events)
             if key in failed:
                 partition.failures += 1
                 partition.not_before = now + self._backoff.delay(partition.failures, self._rng)
@@ -745,17 +985,25 @@ class Dispatcher:
             return
         attempt = 1 + max(e.attempts for e in request.events)
         if verdict.kind in ("invalid_api_key", "unauthorized", "not_found"):
+            name = request.lane.name
+            check = (
+                "AMPLITUDE_API_KEY, AMPLITUDE_SERVER_ZONE (an EU project's key is refused by the"
+                " US endpoint) and AMPLITUDE_SERVER_URL"
+                if name == DEFAULT
+                else f"tenant {name!r}'s api_key, zone and server_url in the destinations"
+            )
             self._log.log(
                 logging.ERROR,
-                f"hold-{verdict.kind}",
-                "Amplitude refused delivery (%s, HTTP %s) in %.0f ms; delivery is paused for %d s "
-                "and the events are kept. Check AMPLITUDE_API_KEY, AMPLITUDE_SERVER_ZONE (an EU "
-                "project's key is refused by the US endpoint) and AMPLITUDE_SERVER_URL; the "
-                "request had %d events [request %d]",
+                f"hold-{verdict.kind}:{name}",
+                "Amplitude refused delivery to destination %r (%s, HTTP %s) in %.0f ms; its"
+                " delivery is paused for %d s and its events are kept (other destinations go"
+                " on). Check %s; the request had %d events [request %d]",
+                name,
                 verdict.kind,
                 verdict.status,
                 seconds * 1000.0,
                 int(HOLD_SECONDS),
+                check,
                 len(request.events),
                 request.number,
             )
@@ -785,8 +1033,11 @@ class Dispatcher:
         else:
             self._outstanding.pop(epoch, None)
 
-    def _dead_letter(self, events: list[Event], reason: str) -> None:
+    def _dead_letter(self, events: list[Event], reason: str, lane: Lane) -> None:
         self.counters.dead_letter(reason, len(events))
+        lane.dead_lettered += len(events)
+        by_reason = lane.dead_lettered_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + len(events)
         for event in events:
             self._finish(event)
         self._dead.append((events, reason))
@@ -847,9 +1098,9 @@ class Dispatcher:
             waiting = len(self.inbound)
             c = self.counters
             now = self.clock.monotonic()
-            paused = sum(1 for t in self._paused_users.values() if t > now) + sum(
-                1 for t in self._paused_devices.values() if t > now
-            )
+            destinations = {lane.name: _lane_stats(lane, now) for lane in self._lanes.values()}
+            paused = sum(d["paused_partitions"] for d in destinations.values())
+            held = sum(1 for d in destinations.values() if d["destination_paused"])
             return Stats(
                 submitted=c.drained + waiting,
                 accepted=c.accepted,
@@ -866,10 +1117,40 @@ class Dispatcher:
                 dead_lettered_by_reason=dict(c.dead_lettered_by_reason),
                 requests=c.requests,
                 responses_by_status=dict(c.responses_by_status),
-                destination_paused=self._hold_until > now,
+                destination_paused=held > 0,
+                paused_destinations=held,
+                destinations=destinations,
+                destinations_reload_errors=0 if self.router is None else self.router.reload_errors,
                 latency_ms_mean=(c.latency_sum / c.latency_count * 1000.0)
                 if c.latency_count
                 else 0.0,
                 latency_ms_max=c.latency_max * 1000.0,
                 identify_limit_warnings=self.identify_limit_warnings,
             )
+
+
+def _lane_stats(lane: Lane, now: float) -> DestinationStats:
+    paused = sum(1 for t in lane.paused_users.values() if t > now) + sum(
+        1 for t in lane.paused_devices.values() if t > now
+    )
+    held = lane.hold_until > now
+    return DestinationStats(
+        accepted=lane.accepted,
+        rejected=lane.rejected,
+        dropped=lane.dropped,
+        dead_lettered=lane.dead_lettered,
+        buffered=lane.buffered,
+        in_flight=lane.in_flight,
+        retried=lane.retried,
+        throttled=lane.throttled,
+        paused_partitions=paused,
+        rejected_by_reason=dict(lane.rejected_by_reason),
+        dropped_by_reason=dict(lane.dropped_by_reason),
+        dead_lettered_by_reason=dict(lane.dead_lettered_by_reason),
+        requests=lane.requests,
+        responses_by_status=dict(lane.responses_by_status),
+        destination_paused=held,
+        paused_reason=lane.hold_reason if held else None,
+        zone=lane.destination.zone,
+        environment=lane.destination.environment,
+    )

@@ -1,10 +1,15 @@
-"""A partition: the events of one device (or user) that must reach Amplitude in order."""
+"""A partition: the events of one device (or user), at one destination, that must reach
+Amplitude in order."""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ._event import Event
+
+if TYPE_CHECKING:
+    from ._lane import Lane
 
 __all__ = ["IDLE", "IN_FLIGHT", "READY", "WAITING", "Partition"]
 
@@ -19,10 +24,11 @@ class Partition:
     which is what keeps the order across retries).
     """
 
-    __slots__ = ("events", "failures", "key", "not_before", "state")
+    __slots__ = ("events", "failures", "key", "lane", "not_before", "state")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, lane: Lane) -> None:
         self.key = key
+        self.lane = lane
         self.events: deque[Event] = deque()
         self.state = IDLE
         self.not_before = 0.0

@@ -32,6 +32,7 @@ __all__ = [
     "PiiMode",
     "ServerZone",
     "Settings",
+    "UnknownTenant",
     "configuration_reference",
 ]
 
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 ServerZone = Literal["US", "EU"]
 Overflow = Literal["drop_oldest", "drop_newest"]
+UnknownTenant = Literal["drop", "default"]
 ConsentMode = Literal["opt_out", "opt_in"]
 #: Property names that hold personal data whatever their values look like.
 _DEFAULT_PII_KEYS = (
@@ -326,6 +328,40 @@ class _FilePath(_Parser[str | None]):
         return self.from_text(value.strip())
 
 
+class _ExistingFile(_Parser[str]):
+    """A path to a file that exists and is readable (read later, not created)."""
+
+    accepted = "a path to an existing, readable file"
+
+    def from_text(self, text: str) -> str:
+        if not text.isprintable() or not os.path.isfile(text) or not os.access(text, os.R_OK):
+            raise self._invalid()
+        return text
+
+    def from_value(self, value: object) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
+class _AttributeName(_Parser[str]):
+    """An OpenTelemetry attribute name such as ``tenant.id``."""
+
+    accepted = "an attribute name of letters, digits, '.', '_' and '-' such as 'tenant.id'"
+
+    def from_text(self, text: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]{0,254}", text):
+            raise self._invalid()
+        return text
+
+    def from_value(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
 class _RedisURL(_Parser[str | None]):
     """A ``redis://`` or ``rediss://`` URL; a password in it is never shown."""
 
@@ -476,6 +512,50 @@ class Settings:
         " Amplitude-compatible server in tests.",
         why="Unset, the hosts follow `AMPLITUDE_SERVER_ZONE`, which is right for everyone who"
         " talks to Amplitude directly.",
+    )
+    destinations_file: str | None = setting(
+        env="AMPLITUDE_DESTINATIONS_FILE",
+        parse=_Optional(_ExistingFile()),
+        default=None,
+        doc="A TOML file with one `[tenants.NAME]` table per customer project (`api_key`,"
+        " optional `secret_key`, `zone`, `server_url`, `environment`, `max_events_per_second`,"
+        " `max_requests_per_second`, `max_buffered_events`; keys inline, `env:NAME` or"
+        " `file:/path`). Events name their tenant (`track(..., tenant=)`, `extra`, `bind`, the"
+        " span attribute `amplitude.tenant`) and go to that project. Re-read within 5 s of a"
+        " change; a malformed change is refused and the previous table kept. See"
+        " docs/destinations.md.",
+        why="Unset: one project, the one of `AMPLITUDE_API_KEY`, and `tenant` is an ordinary"
+        " property name.",
+    )
+    tenant_attribute: str | None = setting(
+        env="AMPLITUDE_TENANT_ATTRIBUTE",
+        parse=_Optional(_AttributeName()),
+        default=None,
+        doc="The OpenTelemetry resource attribute (e.g. `tenant.id`) that names the tenant of"
+        " every span and log record of a process, when they carry no `amplitude.tenant` of"
+        " their own. Used only when destinations are configured.",
+        why="Unset: tenants come from the events themselves. Set it when each deployment"
+        " serves one customer.",
+    )
+    unknown_tenant: UnknownTenant = setting(  # noqa: RUF009
+        env="AMPLITUDE_UNKNOWN_TENANT",
+        parse=_Choice[UnknownTenant](typing.get_args(UnknownTenant)),
+        default="drop",
+        doc="What happens to an event whose tenant has no destination: `drop` counts it"
+        " (`unknown_tenant`) and warns naming the tenant; `default` sends it to the project of"
+        " `AMPLITUDE_API_KEY`.",
+        why="A customer's events must never land in another project by accident; falling back"
+        " is a decision.",
+    )
+    destination_max_buffered_events: int | None = setting(
+        env="AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS",
+        parse=_Optional(_Integer(1, 100_000_000)),
+        default=None,
+        doc="The most events one destination may hold when there are several, so that one"
+        " customer's broken key or flood cannot fill the buffers of all. A tenant's own"
+        " `max_buffered_events` wins.",
+        why="Unset: a quarter of `AMPLITUDE_MAX_BUFFERED_EVENTS` (25,000 events by default), so"
+        " at least four broken destinations are needed to fill the process's buffers.",
     )
     use_batch: bool = setting(
         env="AMPLITUDE_USE_BATCH",

@@ -4,7 +4,36 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["Counters", "Stats"]
+__all__ = ["Counters", "DestinationStats", "Stats"]
+
+
+class DestinationStats(TypedDict):
+    """One destination's share of :class:`Stats` (``stats()["destinations"][name]``).
+
+    Counts events from the moment they reached the destination's buffers: drops before that
+    (invalid, no identity, unknown tenant, consent at the caller) are only in the totals.
+    ``destination_paused`` is True while Amplitude refuses its key or URL (``paused_reason``
+    says which answer); ``zone`` and ``environment`` are its configuration.
+    """
+
+    accepted: int
+    rejected: int
+    dropped: int
+    dead_lettered: int
+    buffered: int
+    in_flight: int
+    retried: int
+    throttled: int
+    paused_partitions: int
+    rejected_by_reason: dict[str, int]
+    dropped_by_reason: dict[str, int]
+    dead_lettered_by_reason: dict[str, int]
+    requests: int
+    responses_by_status: dict[str, int]
+    destination_paused: bool
+    paused_reason: str | None
+    zone: str
+    environment: str | None
 
 
 class Stats(TypedDict):
@@ -13,6 +42,8 @@ class Stats(TypedDict):
     At every instant: ``submitted == accepted + rejected + dropped + dead_lettered + buffered +
     in_flight``. ``retried`` counts events sent again (after a failure, a throttle pause or
     another event's rejection); ``throttled`` counts events that met a 429 for their id.
+    ``destinations`` breaks the figures down by destination (``default`` is the project of
+    ``AMPLITUDE_API_KEY``); ``destination_paused`` is True while any of them is paused.
     """
 
     submitted: int
@@ -31,6 +62,9 @@ class Stats(TypedDict):
     requests: int
     responses_by_status: dict[str, int]
     destination_paused: bool
+    paused_destinations: int
+    destinations: dict[str, DestinationStats]
+    destinations_reload_errors: int
     latency_ms_mean: float
     latency_ms_max: float
     identify_limit_warnings: int
