@@ -41,6 +41,7 @@ class RecordingClient:
 
     def __init__(self, **settings: Any) -> None:
         self.settings = Settings(api_key="test-api-key-0001", **settings)
+        self.routes_tenants = False
         self.submitted: list[Event] = []
         self.discarded: list[str] = []
         self.flushes: list[float | None] = []

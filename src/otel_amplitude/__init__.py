@@ -9,11 +9,12 @@ from __future__ import annotations
 from ._client import Client, default_client
 from ._consent import consent_status, delete_user, opt_in, opt_out
 from ._context import bind
+from ._destinations import Destination
 from ._handler import AmplitudeHandler
 from ._log_exporter import AmplitudeLogExporter
 from ._settings import Settings
 from ._span_exporter import AmplitudeSpanExporter
-from ._stats import Stats
+from ._stats import DestinationStats, Stats
 from ._version import __version__
 from .exceptions import ConfigError, ConsentStoreError, InvalidEventError, OtelAmplitudeError
 
@@ -24,6 +25,8 @@ __all__ = [
     "Client",
     "ConfigError",
     "ConsentStoreError",
+    "Destination",
+    "DestinationStats",
     "InvalidEventError",
     "OtelAmplitudeError",
     "Settings",

@@ -21,6 +21,8 @@ from opentelemetry.metrics import MeterProvider
 
 from ._clock import Clock, SystemClock
 from ._consent import Consent
+from ._context import current_identity
+from ._destinations import Destination, Resolver, Router, check_tenant
 from ._dispatcher import DeadLetterCallback, Deferred, Dispatcher
 from ._event import Event
 from ._health import Health, health
@@ -52,6 +54,11 @@ class Client:
     ``name`` tells clients apart in the library's metrics (their ``client`` attribute);
     ``meter_provider`` is where those metrics go, by default the global one (a no-op until the
     application sets one, whenever it does).
+
+    ``destinations`` routes events by tenant to several Amplitude projects: a mapping of tenant
+    names to :class:`Destination`, or a callable ``tenant -> Destination | None`` (called on the
+    dispatcher thread the first time a tenant is seen, so keep it fast; its answers are kept
+    until :meth:`reload_destinations`). ``AMPLITUDE_DESTINATIONS_FILE`` does the same from a file.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class Client:
         on_dead_letter: DeadLetterCallback | None = None,
         name: str = "default",
         meter_provider: MeterProvider | None = None,
+        destinations: Resolver | Mapping[str, Destination] | None = None,
     ) -> None:
         settings = settings if settings is not None else Settings.from_env()
         if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
@@ -69,13 +77,18 @@ class Client:
                 f"Client name must be 1 to 64 printable characters, got {name!r:.80}: it is the "
                 "'client' attribute of the library's metrics, so keep it short and fixed"
             )
-        if settings.enabled and not settings.api_key:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._router = Router(
+            path=settings.destinations_file,
+            resolver=destinations,
+            monotonic=self._clock.monotonic,
+        )
+        if settings.enabled and not settings.api_key and not self._router.active:
             raise ConfigError(
                 "AMPLITUDE_API_KEY is required to send events: set it to your Amplitude "
                 "project's API key, or set AMPLITUDE_ENABLED=false to run without sending"
             )
         self._settings = settings
-        self._clock: Clock = clock if clock is not None else SystemClock()
         self._on_dead_letter = on_dead_letter
         self._closed = False
         self._name = name
@@ -99,6 +112,23 @@ class Client:
     def settings(self) -> Settings:
         return self._settings
 
+    @property
+    def routes_tenants(self) -> bool:
+        """Whether events go to the destination of their tenant (destinations configured)."""
+        return self._router.active
+
+    def reload_destinations(self) -> list[str]:
+        """Read the destinations again now (the file, or the resolver for known tenants).
+
+        A destination whose key or host changed resumes at once and delivers what it kept; one
+        that is gone has its buffered events dropped (counted ``destination_removed``).
+        Returns the tenant names now in force. Raises :class:`ConfigError` for a malformed
+        file, and the previous destinations stay in force.
+        """
+        table = self._router.reload()
+        self._dispatcher.apply_destinations(table)
+        return sorted(table)
+
     def _new_pipeline(self) -> None:
         """Fresh state and no threads: at construction, and in a forked child."""
         self._dispatcher = Dispatcher(
@@ -107,6 +137,7 @@ class Client:
             on_dead_letter=self._on_dead_letter,
             observer=self._observer,
             screen=self.consent.screen,
+            router=self._router,
         )
         self._gate = self.consent.gate
         # health(): snapshots of earlier calls, oldest first, from a fresh zero at this moment.
@@ -141,13 +172,15 @@ class Client:
         user_properties: Mapping[str, Any] | None = None,
         time: Any = None,
         insert_id: str | None = None,
+        tenant: str | None = None,
         **amplitude_fields: Any,
     ) -> str:
         """Validate an event and queue it for delivery; return its ``insert_id``.
 
         ``amplitude_fields`` are Amplitude's other top-level fields (``session_id``,
-        ``app_version``, ``platform``, ``revenue``, ...). Raises :class:`InvalidEventError`
-        naming the field when the event cannot be sent; never blocks.
+        ``app_version``, ``platform``, ``revenue``, ...). ``tenant`` picks the destination
+        (default: the one bound with ``bind(tenant=...)``, else the default project). Raises
+        :class:`InvalidEventError` naming the field when the event cannot be sent; never blocks.
         """
         prefix = self._settings.event_prefix
         event = make_event(
@@ -161,8 +194,28 @@ class Client:
             fields=amplitude_fields or None,
             min_id_length=self._settings.min_id_length,
         )
+        if tenant is not None or self._router.active:
+            event.destination = self._tenant(tenant)
         self.submit(event)
         return event.insert_id
+
+    def _tenant(self, tenant: str | None) -> str:
+        """The destination name of an event: ``tenant``, else the bound one, else default."""
+        if tenant is None:
+            if not self._router.active:
+                return ""
+            bound = current_identity()
+            return "" if bound is None or bound.tenant is None else bound.tenant
+        if not self._router.active:
+            raise InvalidEventError(
+                "tenant",
+                "no destinations are configured: set AMPLITUDE_DESTINATIONS_FILE or pass"
+                " destinations= to Client, or leave tenant out",
+            )
+        try:
+            return check_tenant(tenant)
+        except ValueError as error:
+            raise InvalidEventError("tenant", str(error)) from None
 
     def submit(self, event: Event) -> None:
         """Queue a validated event: an O(1) append, no lock, no I/O, never a wait."""
@@ -206,6 +259,7 @@ class Client:
         append: Mapping[str, Any] | None = None,
         prepend: Mapping[str, Any] | None = None,
         unset: Sequence[str] | None = None,
+        tenant: str | None = None,
         **amplitude_fields: Any,
     ) -> bool:
         """Queue a user-property update for Amplitude's Identify API; False if it was skipped.
@@ -221,7 +275,10 @@ class Client:
         )
         if not ops:
             raise InvalidEventError("user_properties", "an identify call needs an operation")
+        destination = self._tenant(tenant) if tenant is not None or self._router.active else ""
         key = user_id if user_id is not None else device_id
+        if key is not None and destination:
+            key = f"{destination}\x1f{key}"  # remembered per destination: projects differ
         if set is not None and list(ops) == ["$set"] and key is not None:
             known = self._identified.get(key)
             if known is not None and all(
@@ -236,6 +293,7 @@ class Client:
             fields=amplitude_fields or None,
             min_id_length=self._settings.min_id_length,
         )
+        event.destination = destination
         self.submit(event)
         return True
 
@@ -246,6 +304,8 @@ class Client:
         key = event.user_id if event.user_id is not None else event.device_id
         if key is None or not (values or unset):
             return
+        if event.destination:
+            key = f"{event.destination}\x1f{key}"
         known = self._identified.pop(key, {})  # re-inserted last: eviction takes the oldest
         if isinstance(values, dict):
             known.update(values)

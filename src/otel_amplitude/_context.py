@@ -21,6 +21,7 @@ class Identity:
     user_id: str | None = None
     device_id: str | None = None
     session_id: int | None = None
+    tenant: str | None = None
 
 
 _identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
@@ -38,6 +39,7 @@ class bind:  # noqa: N801 - used like a function: bind(user_id=...) or `with bin
 
     Called plainly, the binding lasts for the rest of the context (a request handler, a task).
     Used as a context manager, it is undone on exit. Ids not given keep their bound values.
+    ``tenant`` picks the destination of the events (when destinations are configured).
     """
 
     __slots__ = ("_token",)
@@ -48,6 +50,7 @@ class bind:  # noqa: N801 - used like a function: bind(user_id=...) or `with bin
         user_id: str | None = None,
         device_id: str | None = None,
         session_id: int | None = None,
+        tenant: str | None = None,
     ) -> None:
         current = _identity.get() or Identity()
         changes: dict[str, object] = {}
@@ -57,6 +60,10 @@ class bind:  # noqa: N801 - used like a function: bind(user_id=...) or `with bin
             changes["device_id"] = device_id
         if session_id is not None:
             changes["session_id"] = session_id
+        if tenant is not None:
+            if not isinstance(tenant, str) or not tenant:
+                raise TypeError("tenant must be a non-empty string")
+            changes["tenant"] = tenant
         self._token = _identity.set(replace(current, **changes))  # type: ignore[arg-type]
 
     def __enter__(self) -> bind:

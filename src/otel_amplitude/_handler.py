@@ -187,7 +187,8 @@ class Target:
                     )
                     return None
                 settings = client.settings
-                self._resolved = (client, EventMapper(settings), settings.log_include_logger)
+                mapper = EventMapper(settings, routing=client.routes_tenants)
+                self._resolved = (client, mapper, settings.log_include_logger)
             return self._resolved
 
     @property

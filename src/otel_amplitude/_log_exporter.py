@@ -54,7 +54,8 @@ class AmplitudeLogExporter(LogRecordExporter):
 
     def __init__(self, client: Client | None = None) -> None:
         self._feed = ClientFeed(client, "AmplitudeLogExporter")
-        self._mapper = LogRecordMapper(self._feed.client.settings)
+        client = self._feed.client
+        self._mapper = LogRecordMapper(client.settings, routing=client.routes_tenants)
 
     @property
     def client(self) -> Client:

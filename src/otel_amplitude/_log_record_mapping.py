@@ -64,6 +64,7 @@ __all__ = ["LogRecordMapper", "is_guarded_logger", "log_insert_id"]
 
 _GUARDED: Final = ("otel_amplitude", "urllib3")
 _PREFIX = "amplitude."
+_TENANT_ATTRIBUTE: Final = "amplitude.tenant"
 _PLUMBING_PREFIXES: Final = ("code.", "exception.")
 _PLUMBING: Final = frozenset({"otelSpanID", "otelTraceID", "otelTraceSampled", "otelServiceName"})
 _USER_KEYS: Final = ("amplitude.user_id", "enduser.id", "user.id")
@@ -125,11 +126,12 @@ def log_insert_id(trace_id: int, span_id: int, timestamp: int, event_type: str) 
 class LogRecordMapper:
     """Turns exported log records into events with one client's settings."""
 
-    __slots__ = ("_include_logger", "_mapper")
+    __slots__ = ("_include_logger", "_mapper", "_tenant_attribute")
 
-    def __init__(self, settings: Settings) -> None:
-        self._mapper = EventMapper(settings)
+    def __init__(self, settings: Settings, *, routing: bool = False) -> None:
+        self._mapper = EventMapper(settings, routing=routing)
         self._include_logger = settings.log_include_logger
+        self._tenant_attribute = settings.tenant_attribute if routing else None
 
     def map(self, item: ExportedLogRecord) -> Event | Skipped | None:
         """The event of one exported record; a :class:`Skipped` when it cannot be one; None
@@ -157,6 +159,10 @@ class LogRecordMapper:
         elif isinstance(body, Mapping):
             values.update(body)
         _add_attributes(values, attributes)
+        if self._tenant_attribute is not None and "tenant" not in values:
+            tenant = _resource_attribute(record.resource, self._tenant_attribute)
+            if tenant is not None:
+                values["tenant"] = tenant
         if "app_version" not in values:
             version = _service_version(record.resource)
             if version is not None:
@@ -183,6 +189,11 @@ class LogRecordMapper:
         except InvalidEventError as error:
             return Skipped("invalid", error)
         return _NO_IDENTITY if event is None else event
+
+
+def _resource_attribute(resource: Any, name: str) -> object:
+    attributes = getattr(resource, "attributes", None)
+    return None if attributes is None else attributes.get(name)
 
 
 def _read(item: ExportedLogRecord) -> _Record:
@@ -225,7 +236,9 @@ def _add_attributes(values: dict[str, Any], attributes: Mapping[str, Any]) -> No
             continue
         if key == _SESSION_KEY:
             session = value
-        elif key.startswith(_PREFIX) and key[len(_PREFIX) :] in TOP_LEVEL_FIELDS:
+        elif key.startswith(_PREFIX) and (
+            key[len(_PREFIX) :] in TOP_LEVEL_FIELDS or key == _TENANT_ATTRIBUTE
+        ):
             values.setdefault(key[len(_PREFIX) :], value)
         else:
             values[key] = value

@@ -16,10 +16,12 @@ from typing import Any
 from opentelemetry import trace
 
 from ._context import Identity, current_identity
+from ._destinations import check_tenant
 from ._event import Event
 from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
 from ._validate import make_event
+from .exceptions import InvalidEventError
 
 __all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_identity"]
 
@@ -72,12 +74,15 @@ def identity_of_span(span: object) -> Identity | None:
 class EventMapper:
     """Builds events from flat mappings with one client's settings (prefix, id rules, IP policy)."""
 
-    __slots__ = ("_min_id_length", "_prefix", "_send_ip")
+    __slots__ = ("_min_id_length", "_prefix", "_routing", "_send_ip")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, routing: bool = False) -> None:
         self._prefix = settings.event_prefix
         self._min_id_length = settings.min_id_length
         self._send_ip = settings.send_ip
+        #: With destinations configured, a ``tenant`` key (or a bound tenant) routes the event
+        #: and is not a property; without, ``tenant`` is an ordinary property.
+        self._routing = routing
 
     def build(
         self,
@@ -118,6 +123,8 @@ class EventMapper:
             else:
                 event_properties[key] = value
 
+        tenant = event_properties.pop("tenant", None) if self._routing else None
+
         if fields is not None:
             event_time = fields.pop("time", None)
             time = event_time if event_time is not None else time
@@ -125,6 +132,11 @@ class EventMapper:
             if not self._send_ip:
                 fields.pop("ip", None)
 
+        if self._routing and tenant is None:
+            if bound is CURRENT:
+                bound = current_identity()
+            if bound is not None:
+                tenant = bound.tenant
         if user_id is None or device_id is None or (fields is None or "session_id" not in fields):
             if bound is CURRENT:
                 bound = current_identity()
@@ -146,7 +158,7 @@ class EventMapper:
         if user_id is None and device_id is None:
             return None
 
-        return make_event(
+        event = make_event(
             self._prefix + event_type if self._prefix else event_type,
             user_id=user_id,
             device_id=device_id,
@@ -157,6 +169,12 @@ class EventMapper:
             fields=fields,
             min_id_length=self._min_id_length,
         )
+        if tenant is not None:
+            try:
+                event.destination = check_tenant(tenant)
+            except ValueError as error:
+                raise InvalidEventError("tenant", str(error)) from None
+        return event
 
 
 def _nobody() -> Identity | None:

@@ -65,8 +65,11 @@ class AmplitudeSpanExporter(SpanExporter):
 
     def __init__(self, client: Client | None = None) -> None:
         self._feed = ClientFeed(client, "AmplitudeSpanExporter")
-        settings = self._feed.client.settings
-        self._mapper = SpanMapper(settings, own_hosts=_own_hosts(settings))
+        client = self._feed.client
+        settings = client.settings
+        self._mapper = SpanMapper(
+            settings, own_hosts=_own_hosts(settings), routing=client.routes_tenants
+        )
 
     @property
     def client(self) -> Client:

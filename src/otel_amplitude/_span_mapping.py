@@ -56,6 +56,7 @@ from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from ._destinations import check_tenant
 from ._event import Event
 from ._fields import EXTRA_FIELDS
 from ._settings import Settings
@@ -81,8 +82,10 @@ _CONSUMED: Final = frozenset(
 )  # fmt: skip
 #: ``amplitude.<name>`` attributes handled by this module rather than passed on as fields.
 _OWN_NAMES: Final = frozenset(
-    {"event_type", "user_id", "device_id", "session_id", "ip", "user_agent", "time", "insert_id"}
-)
+    {"event_type", "user_id", "device_id", "session_id", "ip", "user_agent", "time", "insert_id",
+     "tenant"}
+)  # fmt: skip
+_TENANT_KEY = "amplitude.tenant"
 #: Names of the top-level fields an ``amplitude.<name>`` attribute may set.
 _FIELD_NAMES: Final = frozenset(name for spec in EXTRA_FIELDS for name in (spec.name, spec.wire))
 #: Attributes of a span that name the server it talked to (the library's own requests).
@@ -142,11 +145,21 @@ class SpanMapper:
         "_own_hosts",
         "_pattern",
         "_prefix",
+        "_resource_tenant",
         "_resource_version",
+        "_routing",
         "_send_ip",
+        "_tenant_attribute",
     )
 
-    def __init__(self, settings: Settings, *, own_hosts: Collection[str] = ()) -> None:
+    def __init__(
+        self, settings: Settings, *, own_hosts: Collection[str] = (), routing: bool = False
+    ) -> None:
+        #: With destinations configured, ``amplitude.tenant`` (else the resource attribute named
+        #: by AMPLITUDE_TENANT_ATTRIBUTE) picks an event's destination; without, it is ignored.
+        self._routing = routing
+        self._tenant_attribute = settings.tenant_attribute if routing else None
+        self._resource_tenant: tuple[Resource | None, object] = (None, None)
         self._prefix = settings.event_prefix
         self._min_id_length = settings.min_id_length
         self._send_ip = settings.send_ip
@@ -349,7 +362,7 @@ class SpanMapper:
                     fields["app_version"] = version
             if self._prefix and isinstance(event_type, str):
                 event_type = self._prefix + event_type
-            return make_event(
+            event = make_event(
                 event_type,
                 user_id=user_id,
                 device_id=device_id,
@@ -360,8 +373,32 @@ class SpanMapper:
                 fields=fields or None,
                 min_id_length=self._min_id_length,
             )
+            if self._routing:
+                tenant = self._tenant(span, attributes, inherited)
+                if tenant is not None:
+                    event.destination = tenant
+            return event
         except InvalidEventError as error:
             return Skipped("invalid", error)
+
+    def _tenant(
+        self, span: ReadableSpan, attributes: Mapping[str, Any], inherited: Mapping[str, Any]
+    ) -> str | None:
+        """``amplitude.tenant`` of the span (event), else of the resource's tenant attribute."""
+        tenant = attributes.get(_TENANT_KEY)
+        if tenant is None and inherited:
+            tenant = inherited.get(_TENANT_KEY)
+        if tenant is None and self._tenant_attribute is not None and span.resource is not None:
+            known, tenant = self._resource_tenant
+            if span.resource is not known:
+                tenant = span.resource.attributes.get(self._tenant_attribute)
+                self._resource_tenant = (span.resource, tenant)
+        if tenant is None:
+            return None
+        try:
+            return check_tenant(tenant)
+        except ValueError as error:
+            raise InvalidEventError(_TENANT_KEY, str(error)) from None
 
     def _app_version(self, resource: Resource | None) -> object:
         """The resource's ``service.version``, remembered: a process has one resource or few."""
