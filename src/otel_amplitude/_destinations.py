@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -316,6 +317,8 @@ class Router:
         self._monotonic = monotonic
         self._log = RateLimitedLog(monotonic)
         self._next_poll = 0.0
+        self._lock = threading.Lock()  # poll (dispatcher thread) against reload (any thread)
+        self._refused: tuple[tuple[str, tuple[int, int, int] | None], ...] | None = None
         self.reload_errors = 0
         self.last_error: str | None = None
         self._file: DestinationsFile | None = None
@@ -407,21 +410,23 @@ class Router:
         Raises :class:`ConfigError` for a malformed file, keeping the previous table.
         """
         if self._path is not None:
-            try:
-                new = read_destinations(self._path, self._environ)
-            except ConfigError as error:
-                self.reload_errors += 1
-                self.last_error = str(error)
+            with self._lock:
                 assert self._file is not None
-                # Look again only when the file changes again.
-                self._file = DestinationsFile(
-                    self._file.destinations,
-                    tuple((p, _signature(p)) for p, _ in self._file.signatures),
-                )
-                raise
-            self._file = new
-            self.last_error = None
-            return new.destinations
+                seen = tuple((p, _signature(p)) for p, _ in self._file.signatures)
+                try:
+                    new = read_destinations(self._path, self._environ)
+                except ConfigError as error:
+                    if seen != self._refused:  # each bad version of the file counts once
+                        self.reload_errors += 1
+                        self._refused = seen
+                    self.last_error = str(error)
+                    # Look again only when the file changes again.
+                    self._file = DestinationsFile(self._file.destinations, seen)
+                    raise
+                self._file = new
+                self._refused = None
+                self.last_error = None
+                return new.destinations
         self._unknown.clear()
         table: dict[str, Destination] = {}
         for tenant in list(self._cache):

@@ -696,6 +696,9 @@ class Dispatcher:
             self._next_tick = now + self._interval
             if self._buffered:
                 self._due = True
+        if self._lane_timer and now >= self._lane_timer:
+            self._lane_timer = 0.0
+            self._due = True  # a held or rate-limited lane may go again
         if not self.settings.enabled:
             return
         due = self._due or self._sealed or self._unsealed or self._ready_events >= self._batch

@@ -5,11 +5,14 @@ and at the current levels, and answers ``ok``, ``degraded`` or ``failing`` with 
 worst first. No clock, no I/O: ``Client.health()`` keeps the snapshots and picks the window.
 
 failing
-    - delivery is paused because Amplitude refused the API key or the URL (events are kept);
+    - delivery is paused because Amplitude refused the API key or the URL (events are kept)
+      of the default destination (``AMPLITUDE_API_KEY``);
     - events were dead-lettered in the window (retry budget spent, or shutdown deadline);
     - requests failed in the window (5xx, 408, timeouts, connection errors) and none succeeded.
 
 degraded
+    - a tenant's destination is paused because Amplitude refused its key (its events are kept;
+      the other destinations flow): that destination is ``failing`` in ``destinations``;
     - user or device ids are paused after a 429 (throttled);
     - requests failed in the window, but others succeeded (the failed ones are being retried);
     - events were lost in the window to a full buffer (``overflow``), Amplitude's daily quota
@@ -22,10 +25,10 @@ degraded
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from ._stats import Stats
+from ._stats import DestinationStats, Stats
 
 __all__ = ["Health", "Status", "health"]
 
@@ -39,11 +42,15 @@ LOSS_REASONS = frozenset({"overflow", "daily_quota", "error", "consent_unavailab
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The verdict: ``status``, and ``reason`` (every finding, worst first, ``; ``-separated)."""
+    """The verdict: ``status``, and ``reason`` (every finding, worst first, ``; ``-separated).
+
+    ``destinations`` judges each destination alone by the same rules (``default`` included).
+    """
 
     status: Status
     reason: str
     reasons: tuple[str, ...] = ()
+    destinations: Mapping[str, Status] = field(default_factory=dict)
 
 
 def _delta(current: Mapping[str, int], previous: Mapping[str, int] | None) -> dict[str, int]:
@@ -70,6 +77,39 @@ def health(
 
     ``seconds``, the length of the window, only words the reasons ("in the last 60 s").
     """
+    per_destination = current.get("destinations", {})
+    tenants_paused = sorted(
+        name
+        for name, stats in per_destination.items()
+        if name != "default" and stats["destination_paused"]
+    )
+    default = per_destination.get("default")
+    key_paused = (
+        default["destination_paused"]
+        if default is not None
+        else current["destination_paused"] and not tenants_paused
+    )
+    overall = _judge(
+        current, previous, seconds, key_paused=key_paused, tenants_paused=tenants_paused
+    )
+    before = {} if previous is None else previous.get("destinations", {})
+    destinations = {
+        name: _judge(
+            stats, before.get(name), seconds, key_paused=stats["destination_paused"]
+        ).status
+        for name, stats in per_destination.items()
+    }
+    return Health(overall.status, overall.reason, overall.reasons, destinations)
+
+
+def _judge(
+    current: Stats | DestinationStats,
+    previous: Stats | DestinationStats | None,
+    seconds: float | None,
+    *,
+    key_paused: bool,
+    tenants_paused: list[str] | None = None,
+) -> Health:
     if previous is None:
         window = "since the client started"
     elif seconds is not None:
@@ -86,7 +126,7 @@ def health(
     failures = {k: v for k, v in responses.items() if _is_failure(k)}
     successes = sum(v for k, v in responses.items() if k.isdigit() and k.startswith("2"))
 
-    if current["destination_paused"]:
+    if key_paused:
         failing.append(
             f"Amplitude refused the API key or the URL: delivery is paused and "
             f"{current['buffered']} events are kept; check AMPLITUDE_API_KEY, "
@@ -104,6 +144,13 @@ def health(
             "succeeded: Amplitude is unreachable or failing; events are kept and retried"
         )
 
+    if tenants_paused:
+        degraded.append(
+            f"Amplitude refused the key or URL of {len(tenants_paused)} destination(s)"
+            f" ({', '.join(tenants_paused[:5])}{', ...' if len(tenants_paused) > 5 else ''}):"
+            " their delivery is paused and their events kept while the others flow; check those"
+            " tenants' api_key, zone and server_url in the destinations"
+        )
     if current["paused_partitions"]:
         degraded.append(
             f"{current['paused_partitions']} user or device ids are throttled by Amplitude (429);"

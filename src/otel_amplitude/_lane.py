@@ -155,7 +155,10 @@ class Lane:
         if self.event_bucket is not None:
             room = min(room, int(self.event_bucket.available(now)))
             if room < 1:
-                return 0, self.event_bucket.ready_at(now)
+                # Wait for a request's worth (a batch, or a second's), not for one event: a
+                # paced destination sends fewer, fuller requests.
+                bucket = self.event_bucket
+                return 0, bucket.ready_at(now, min(float(batch), max(1.0, bucket.rate)))
         return room, now
 
     def sent(self, events: int) -> None:

@@ -61,8 +61,14 @@ def make_client(server: AmplitudeServer, clock: ManualClock) -> Iterator[MakeCli
         }
         on_dead_letter = overrides.pop("on_dead_letter", None)
         use_clock = overrides.pop("clock", clock)
+        destinations = overrides.pop("destinations", None)
         options.update(overrides)
-        client = Client(Settings(**options), clock=use_clock, on_dead_letter=on_dead_letter)
+        client = Client(
+            Settings(**options),
+            clock=use_clock,
+            on_dead_letter=on_dead_letter,
+            destinations=destinations,
+        )
         clients.append(client)
         return client
 
