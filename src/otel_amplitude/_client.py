@@ -98,7 +98,12 @@ class Client:
             endpoint="batch" if settings.use_batch else "httpapi",
             meter_provider=meter_provider,
         )
-        self.consent = Consent(settings, clock=self._clock, dispatcher=lambda: self._dispatcher)
+        self.consent = Consent(
+            settings,
+            clock=self._clock,
+            dispatcher=lambda: self._dispatcher,
+            router=self._router,
+        )
         """Opt-outs, opt-ins, deletions: see :class:`~otel_amplitude._consent.Consent`."""
         self._new_pipeline()
         _clients.add(self)

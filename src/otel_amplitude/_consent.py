@@ -10,6 +10,11 @@ an opt-out or a deletion removes the subject's buffered and retrying events befo
 Rules, in order: a ``deleted`` user (forever) or an ``opted_out`` user or device is dropped
 (counted by that name); in ``opt_in`` mode an event is then sent only when its user, or its
 device when it has no user, has opted in (else dropped, counted ``no_consent``).
+
+With destinations, each of these can be scoped to one tenant (``tenant=``): it then applies only
+to that tenant's events, and a deletion goes to that tenant's project with its secret key. A
+scoped record is kept under the subject ``tenant + "\x1f" + id``, so every store keeps it as is.
+Unscoped records (the default) apply to every destination.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 from ._clock import Clock
 from ._consent_store import (
+    SCOPE,
     Change,
     ConsentStore,
     ConsentStoreError,
@@ -35,7 +41,8 @@ from ._consent_store import (
     SQLiteConsentStore,
     State,
 )
-from ._deletion import DeletionWorker
+from ._deletion import DeletionWorker, Target
+from ._destinations import Destination, check_tenant
 from ._event import Event
 from ._log import RateLimitedLog
 from ._pii import Scrubber
@@ -43,6 +50,7 @@ from ._settings import Settings
 from .exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from ._destinations import Router
     from ._dispatcher import Dispatcher
 
 __all__ = [
@@ -84,7 +92,7 @@ class Gate:
     who opted out.
     """
 
-    __slots__ = ("active", "devices", "opt_in", "ready", "users")
+    __slots__ = ("active", "devices", "opt_in", "ready", "scoped", "users")
 
     def __init__(self, *, opt_in: bool) -> None:
         self.users: dict[str, State] = {}
@@ -92,11 +100,12 @@ class Gate:
         self.opt_in = opt_in
         self.ready = True
         self.active = opt_in
+        self.scoped = False  # some record applies to one tenant only
 
     def refuse(self, event: Event) -> str | None:
         """The reason to drop ``event``, or None to send it."""
-        if self.opt_in or not self.ready:
-            return self.check(event.user_id, event.device_id)
+        if self.opt_in or not self.ready or self.scoped:
+            return self.check(event.user_id, event.device_id, event.destination)
         # Opt-out mode, inlined: this runs on the caller's thread for every event.
         user_id = event.user_id
         if user_id is not None:
@@ -111,20 +120,33 @@ class Gate:
                     return state
         return None
 
-    def check(self, user_id: str | None, device_id: str | None) -> str | None:
-        """The reason to drop anything about this user or device, or None."""
+    def check(self, user_id: str | None, device_id: str | None, tenant: str = "") -> str | None:
+        """The reason to drop anything about this user or device (at ``tenant``), or None."""
         if not self.ready:
             return "consent_unavailable"
+        scoped = self.scoped and bool(tenant)
         user_state: State | None = None
         if user_id is not None:
             user_state = self.users.get(user_id)
             if user_state is not None and user_state != "opted_in":
                 return user_state
+            if scoped:
+                own = self.users.get(tenant + SCOPE + user_id)
+                if own is not None:
+                    if own != "opted_in":
+                        return own
+                    user_state = own
         device_state: State | None = None
         if device_id is not None and self.devices:
             device_state = self.devices.get(device_id)
             if device_state is not None and device_state != "opted_in":
                 return device_state
+            if scoped:
+                own = self.devices.get(tenant + SCOPE + device_id)
+                if own is not None:
+                    if own != "opted_in":
+                        return own
+                    device_state = own
         if self.opt_in and (user_state if user_id is not None else device_state) != "opted_in":
             return "no_consent"
         return None
@@ -179,8 +201,11 @@ class Consent:
         clock: Clock,
         dispatcher: Callable[[], Dispatcher],
         store: ConsentStore | None = None,
+        router: Router | None = None,
     ) -> None:
         self._settings = settings
+        self._router = router if router is not None and router.active else None
+        self._tenant_workers: dict[str, DeletionWorker] = {}
         self._dispatcher = dispatcher
         self._store = store if store is not None else open_store(settings)
         self._scrubber = Scrubber(
@@ -208,6 +233,7 @@ class Consent:
         else:
             self._swap(snapshot)
         self._resume_deletions()
+        self._resume_tenant_deletions()
         _instances.add(self)
 
     def _reset_locks(self) -> None:
@@ -226,9 +252,14 @@ class Consent:
 
     # -- the public API -----------------------------------------------------------------------
 
-    def opt_out(self, user_id: str | None = None, *, device_id: str | None = None) -> Status:
-        """Stop sending anything about this user (or device); drop what is buffered for it."""
-        kind, subject = _subject(user_id, device_id)
+    def opt_out(
+        self, user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+    ) -> Status:
+        """Stop sending anything about this user (or device); drop what is buffered for it.
+
+        Everywhere by default; with ``tenant``, only to that tenant's destination.
+        """
+        kind, subject = _subject(user_id, device_id, tenant)
         failure: Exception | None = None
         with self._lock:
             self._apply(kind, subject, "opted_out")  # blocked before anything else
@@ -248,9 +279,14 @@ class Consent:
             ) from failure
         return self._status(kind, subject)
 
-    def opt_in(self, user_id: str | None = None, *, device_id: str | None = None) -> Status:
-        """Record consent for this user (or device). A deleted user stays deleted."""
-        kind, subject = _subject(user_id, device_id)
+    def opt_in(
+        self, user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+    ) -> Status:
+        """Record consent for this user (or device), everywhere or for one ``tenant``.
+
+        A deleted user stays deleted; an opt-out everywhere wins over a tenant's opt-in.
+        """
+        kind, subject = _subject(user_id, device_id, tenant)
         with self._lock:
             try:
                 state = self._store.record(kind, subject, "opted_in")
@@ -262,20 +298,39 @@ class Consent:
             self._apply(kind, subject, state)
         return self._status(kind, subject)
 
-    def status(self, user_id: str | None = None, *, device_id: str | None = None) -> Status:
-        """``opted_in``, ``opted_out``, ``deleted`` or ``unknown`` (nothing recorded)."""
-        kind, subject = _subject(user_id, device_id)
-        return self._status(kind, subject)
+    def status(
+        self, user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+    ) -> Status:
+        """``opted_in``, ``opted_out``, ``deleted`` or ``unknown`` (nothing recorded).
 
-    def delete_user(self, user_id: str, requester: str | None = None) -> None:
+        With ``tenant``: the record for that tenant, else the one for every destination.
+        """
+        kind, subject = _subject(user_id, device_id, tenant)
+        status = self._status(kind, subject)
+        if tenant is not None:
+            everywhere = self._status(kind, subject.partition(SCOPE)[2])
+            if everywhere in ("deleted", "opted_out") or status == "unknown":
+                return everywhere
+        return status
+
+    def delete_user(
+        self, user_id: str, requester: str | None = None, *, tenant: str | None = None
+    ) -> None:
         """Block the user forever, drop their buffered events, and have Amplitude delete them.
 
         The deletion request is queued in the store and sent in the background (batched, at
         most one request a second); a restart resumes it. ``requester`` is recorded by
         Amplitude for audit. Needs ``AMPLITUDE_SECRET_KEY`` to be sent; without it the user is
         still blocked and the request waits.
+
+        With ``tenant``, the user is blocked for that tenant only and the deletion goes to that
+        tenant's project, with its ``secret_key`` from the destinations. Without, the user is
+        blocked everywhere and deleted from the default project only: the same id in another
+        customer's project may be another person.
         """
-        kind, subject = _subject(user_id, None)
+        if tenant is not None:
+            self._destination(tenant)  # fails early for a tenant without a destination
+        kind, subject = _subject(user_id, None, tenant)
         if requester is not None and (
             not isinstance(requester, str) or not requester or len(requester) > _MAX_REQUESTER
         ):
@@ -285,18 +340,26 @@ class Consent:
         self._purge("deleted", {subject}, set())
         with self._lock:
             try:
-                self._store.record_deletion(self._project, subject, requester)
+                # A tenant's job holds the scoped subject, so that the store records the block
+                # for that tenant only; the worker sends the plain id.
+                self._store.record_deletion(
+                    self._project if tenant is None else _tenant_project(tenant), subject, requester
+                )
             except Exception as exc:
                 raise ConsentStoreError(
                     "the user is blocked and their buffered events dropped in this process, but"
                     f" the consent store could not record the deletion ({type(exc).__name__});"
                     " call delete_user again"
                 ) from exc
-        self._start_deletions()
+        if tenant is None:
+            self._start_deletions()
+        else:
+            self._start_tenant_deletions(tenant)
 
-    def pending_deletions(self) -> int:
-        """How many user deletions wait to be sent to Amplitude (for this project)."""
-        return self._store.pending_deletions(self._project)
+    def pending_deletions(self, tenant: str | None = None) -> int:
+        """How many user deletions wait to be sent to Amplitude (default project, or tenant's)."""
+        project = self._project if tenant is None else _tenant_project(tenant)
+        return self._store.pending_deletions(project)
 
     def stats(self) -> ConsentStats:
         """Deletion figures, and what pending deletions wait for (None: nothing)."""
@@ -397,6 +460,8 @@ class Consent:
             deadline = time.monotonic() + 5.0
         self._closed = True
         self._worker.stop(deadline)
+        for worker in self._tenant_workers.values():
+            worker.stop(deadline)
         self._store.close()
 
     # -- inside -------------------------------------------------------------------------------
@@ -414,10 +479,18 @@ class Consent:
         if kind == "user":
             if state == "deleted":
                 self._deleted.add(subject)
-            alias = self._scrubber.user_id_alias(subject)
+            alias = self._alias(subject)
             if alias is not None and table.get(alias) != "deleted":
                 table[alias] = state
+        if SCOPE in subject:
+            self.gate.scoped = True
         self.gate.refresh()
+
+    def _alias(self, subject: str) -> str | None:
+        """The subject under the user id events carry in hash mode (scoped ones kept scoped)."""
+        tenant, scoped, user_id = subject.rpartition(SCOPE)
+        alias = self._scrubber.user_id_alias(user_id)
+        return None if alias is None else tenant + scoped + alias
 
     def _swap(self, snapshot: Snapshot) -> None:
         """Replace what is known by ``snapshot`` (under ``_lock``); deleted users stay deleted."""
@@ -435,9 +508,10 @@ class Consent:
             users[user_id] = "deleted"
         if self._scrubber.mode == "hash":
             for user_id, state in list(users.items()):
-                alias = self._scrubber.user_id_alias(user_id)
+                alias = self._alias(user_id)
                 if alias is not None and users.get(alias) != "deleted":
                     users[alias] = state
+        gate.scoped = any(SCOPE in s for s in users) or any(SCOPE in s for s in devices)
         gate.users = users
         gate.devices = devices
         gate.ready = True
@@ -449,12 +523,20 @@ class Consent:
         if dispatcher.closed or not (users or devices):
             return
         for user_id in list(users):
-            alias = self._scrubber.user_id_alias(user_id)
+            alias = self._alias(user_id)
             if alias is not None:
                 users.add(alias)
+        scoped = any(SCOPE in s for s in users) or any(SCOPE in s for s in devices)
 
         def matches(event: Event) -> bool:
-            return event.user_id in users or event.device_id in devices
+            if event.user_id in users or event.device_id in devices:
+                return True
+            if not scoped or not event.destination:
+                return False
+            prefix = event.destination + SCOPE
+            return (event.user_id is not None and prefix + event.user_id in users) or (
+                event.device_id is not None and prefix + event.device_id in devices
+            )
 
         dispatcher.purge(matches, reason)
 
@@ -500,16 +582,96 @@ class Consent:
                 pending,
             )
 
+    # -- tenants ------------------------------------------------------------------------------
+
+    def _destination(self, tenant: str) -> Destination:
+        destination = None if self._router is None else self._router.lookup(tenant)
+        if destination is None:
+            raise ValueError(
+                f"tenant {tenant!r} has no destination: add it to AMPLITUDE_DESTINATIONS_FILE (or"
+                " the resolver) before deleting its users"
+            )
+        return destination
+
+    def _tenant_target(self, tenant: str) -> Target:
+        """A tenant's credentials and privacy host, looked up at each send (key rotation)."""
+        destination = None if self._router is None else self._router.lookup(tenant)
+        keys = f"tenant {tenant!r}'s api_key and secret_key in the destinations"
+        if destination is None:
+            return Target(None, None, self._settings.deletions_url, keys)
+        url = destination.privacy_base(self._settings.server_url) + "/api/2/deletions/users"
+        return Target(destination.api_key, destination.secret_key, url, keys)
+
+    def _start_tenant_deletions(self, tenant: str) -> None:
+        destination = None if self._router is None else self._router.lookup(tenant)
+        if destination is None or not destination.secret_key or not self._settings.enabled:
+            self._secret_log.log(
+                logging.ERROR,
+                f"no-secret-key:{tenant}",
+                "user deletions for tenant %r are pending but cannot be sent: %s. The users are"
+                " blocked for that tenant and their buffered events dropped; the deletions are"
+                " kept until then",
+                tenant,
+                "delivery is disabled (AMPLITUDE_ENABLED=false)"
+                if not self._settings.enabled
+                else "its destination has no secret_key",
+            )
+            return
+        worker = self._tenant_workers.get(tenant)
+        if worker is None:
+            worker = self._tenant_workers[tenant] = DeletionWorker(
+                self._settings,
+                self._clock,
+                self._store,
+                _tenant_project(tenant),
+                target=lambda: self._tenant_target(tenant),
+            )
+        if not self._closed:
+            worker.start()
+            worker.wake()
+
+    def _resume_tenant_deletions(self) -> None:
+        if self._router is None:
+            return
+        for tenant in self._router.known():
+            try:
+                pending = self.pending_deletions(tenant)
+            except Exception:  # noqa: BLE001 - the store is unavailable: the next call retries
+                return
+            if pending:
+                self._start_tenant_deletions(tenant)
+
     def _after_fork_in_child(self) -> None:
         self._reset_locks()
         self._worker.after_fork_in_child()
+        for worker in self._tenant_workers.values():
+            worker.after_fork_in_child()
         self._store.after_fork_in_child()
 
     def __repr__(self) -> str:
         return f"Consent(mode={self.mode!r}, store={self._store!r})"
 
 
-def _subject(user_id: str | None, device_id: str | None) -> tuple[Kind, str]:
+def _tenant_project(tenant: str) -> str:
+    """The deletion jobs of a tenant are kept under its name, which outlives key rotations."""
+    return f"tenant:{tenant}"
+
+
+def _subject(
+    user_id: str | None, device_id: str | None, tenant: str | None = None
+) -> tuple[Kind, str]:
+    kind, subject = _plain_subject(user_id, device_id)
+    if SCOPE in subject:
+        raise TypeError(f"{kind}_id must not contain the control character \\x1f")
+    if tenant is None:
+        return kind, subject
+    try:
+        return kind, check_tenant(tenant) + SCOPE + subject
+    except ValueError as error:
+        raise TypeError(str(error)) from None
+
+
+def _plain_subject(user_id: str | None, device_id: str | None) -> tuple[Kind, str]:
     if (user_id is None) == (device_id is None):
         raise TypeError("give exactly one of user_id or device_id")
     if user_id is not None:
@@ -525,32 +687,38 @@ def _subject(user_id: str | None, device_id: str | None) -> tuple[Kind, str]:
 # -- module-level shortcuts, on the process-wide client --------------------------------------------
 
 
-def opt_out(user_id: str | None = None, *, device_id: str | None = None) -> Status:
+def opt_out(
+    user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+) -> Status:
     """``default_client().consent.opt_out(...)``."""
     from ._client import default_client
 
-    return default_client().consent.opt_out(user_id, device_id=device_id)
+    return default_client().consent.opt_out(user_id, device_id=device_id, tenant=tenant)
 
 
-def opt_in(user_id: str | None = None, *, device_id: str | None = None) -> Status:
+def opt_in(
+    user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+) -> Status:
     """``default_client().consent.opt_in(...)``."""
     from ._client import default_client
 
-    return default_client().consent.opt_in(user_id, device_id=device_id)
+    return default_client().consent.opt_in(user_id, device_id=device_id, tenant=tenant)
 
 
-def consent_status(user_id: str | None = None, *, device_id: str | None = None) -> Status:
+def consent_status(
+    user_id: str | None = None, *, device_id: str | None = None, tenant: str | None = None
+) -> Status:
     """``default_client().consent.status(...)``."""
     from ._client import default_client
 
-    return default_client().consent.status(user_id, device_id=device_id)
+    return default_client().consent.status(user_id, device_id=device_id, tenant=tenant)
 
 
-def delete_user(user_id: str, requester: str | None = None) -> None:
+def delete_user(user_id: str, requester: str | None = None, *, tenant: str | None = None) -> None:
     """``default_client().consent.delete_user(...)``."""
     from ._client import default_client
 
-    default_client().consent.delete_user(user_id, requester)
+    default_client().consent.delete_user(user_id, requester, tenant=tenant)
 
 
 # -- fork ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ._log import RateLimitedLog, mark_library_thread
 from .exceptions import ConsentStoreError
 
 __all__ = [
+    "SCOPE",
     "Change",
     "ConsentStore",
     "ConsentStoreError",
@@ -43,6 +44,10 @@ Change = tuple[Kind, str, State]
 
 #: How long a claimed deletion job belongs to its worker before another may take it over.
 DELETION_LEASE_SECONDS = 60.0
+
+#: Joins a tenant and an id into the subject of a record (or deletion job) scoped to that
+#: tenant's destination: ``"acme\x1fuser-1"``. Stores keep such subjects as they are.
+SCOPE = "\x1f"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple, TypedDict
 
 import orjson
 import urllib3
@@ -27,7 +27,7 @@ from urllib3.exceptions import HTTPError
 
 from ._backoff import Backoff
 from ._clock import Clock
-from ._consent_store import ConsentStore, DeletionJob
+from ._consent_store import SCOPE, ConsentStore, DeletionJob
 from ._log import RateLimitedLog, mark_library_thread
 from ._settings import Settings
 from ._version import __version__
@@ -73,6 +73,18 @@ class DeletionStats(TypedDict):
     invalid_ids: int
     deletion_failures: int
     deletion_throttled: int
+
+
+class Target(NamedTuple):
+    """Where one project's deletions go, and with which credentials (looked up at each send,
+    so that a rotated key is used at once)."""
+
+    api_key: str | None
+    secret_key: str | None
+    url: str
+    #: Names the project in log lines: ``AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY``, or a
+    #: tenant's keys in the destinations.
+    keys: str = "AMPLITUDE_API_KEY and AMPLITUDE_SECRET_KEY"
 
 
 def deletion_body(user_ids: Sequence[str], requester: str | None) -> bytes:
@@ -125,8 +137,12 @@ class DeletionWorker:
         project: str,
         *,
         rng: random.Random | None = None,
+        target: Callable[[], Target] | None = None,
     ) -> None:
         self._settings = settings
+        self._target = target or (
+            lambda: Target(settings.api_key, settings.secret_key, settings.deletions_url)
+        )
         self._clock = clock
         self._store = store
         self._project = project
@@ -247,16 +263,17 @@ class DeletionWorker:
                 self._store.release_deletions(self._project, self._owner)
 
     def _send(self, pool: urllib3.PoolManager, jobs: list[DeletionJob]) -> DeletionOutcome:
-        settings = self._settings
-        credentials = f"{settings.api_key or ''}:{settings.secret_key or ''}"
+        target = self._target()
+        credentials = f"{target.api_key or ''}:{target.secret_key or ''}"
         headers = urllib3.make_headers(basic_auth=credentials)
         headers["Content-Type"] = "application/json"
         headers["User-Agent"] = f"otel-amplitude/{__version__}"
-        body = deletion_body([job.user_id for job in jobs], jobs[0].requester)
+        # A tenant's jobs hold scoped subjects ("tenant\x1fuser"): Amplitude gets the user id.
+        body = deletion_body([job.user_id.rpartition(SCOPE)[2] for job in jobs], jobs[0].requester)
         self._stats["deletion_requests"] += 1
         try:
             reply = pool.request(
-                "POST", settings.deletions_url, body=body, headers=headers, redirect=False
+                "POST", target.url, body=body, headers=headers, redirect=False
             )
         except HTTPError as exc:
             self._log.log(
@@ -272,9 +289,10 @@ class DeletionWorker:
             self._log.log(
                 logging.ERROR,
                 "deletion-refused",
-                "the User Privacy API refused the credentials (HTTP %d): check AMPLITUDE_API_KEY"
-                " and AMPLITUDE_SECRET_KEY; %d user deletions wait and are retried every %d s",
+                "the User Privacy API refused the credentials (HTTP %d): check %s; %d user"
+                " deletions wait and are retried every %d s",
                 reply.status,
+                target.keys,
                 len(jobs),
                 int(REFUSED_PAUSE_SECONDS),
             )
@@ -313,4 +331,4 @@ class DeletionWorker:
             )
 
     def __repr__(self) -> str:
-        return f"DeletionWorker(url={self._settings.deletions_url!r}, running={self._thread})"
+        return f"DeletionWorker(url={self._target().url!r}, running={self._thread})"

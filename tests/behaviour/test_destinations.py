@@ -499,3 +499,89 @@ def test_a_backlog_of_one_tenant_does_not_starve_the_others(
     # put them behind all 100 of A's.
     assert order.index("globex") < 10
     assert order.index("initech") < 10
+
+
+# -- privacy per destination ------------------------------------------------------------------
+
+SECRET_B = "globex-secret-00000001"
+
+
+def test_an_opt_out_applies_to_every_destination_by_default(
+    server: AmplitudeServer, make_client: MakeClient, tmp_path: Path
+):
+    client = make_client(destinations_file=str(three_tenants(tmp_path)))
+
+    client.consent.opt_out("user-gone")
+    for tenant in ("acme", "globex", None):
+        client.track("page_viewed", user_id="user-gone", tenant=tenant)
+    assert client.flush(timeout=5)
+
+    assert server.events == []
+    assert client.stats()["dropped_by_reason"] == {"opted_out": 3}
+
+
+def test_an_opt_out_scoped_to_a_tenant_blocks_and_purges_only_that_tenants_events(
+    server: AmplitudeServer, make_client: MakeClient, clock: ManualClock, tmp_path: Path
+):
+    client = make_client(
+        destinations_file=str(three_tenants(tmp_path)), flush_interval_ms=3_600_000
+    )
+    client.track("page_viewed", user_id="user-1", tenant="acme")  # buffered, then purged
+    client.track("page_viewed", user_id="user-1", tenant="globex")  # buffered, then sent
+
+    assert client.consent.opt_out("user-1", tenant="acme") == "opted_out"
+    client.track("page_viewed", user_id="user-1", tenant="acme")
+    sent = client.track("page_viewed", user_id="user-1", tenant="globex")
+    assert client.flush(timeout=5)
+
+    assert server.events_for(KEY_A) == []
+    assert len(server.events_for(KEY_B)) == 2
+    assert sent in keys_of(server, KEY_B)
+    assert client.stats()["dropped_by_reason"] == {"opted_out": 2}
+    assert client.consent.status("user-1", tenant="acme") == "opted_out"
+    assert client.consent.status("user-1", tenant="globex") == "unknown"
+    assert client.consent.status("user-1") == "unknown"
+
+
+def test_a_tenant_scoped_deletion_goes_to_that_tenants_project_with_its_secret_key(
+    make_client: MakeClient, clock: ManualClock, tmp_path: Path
+):
+    path = write_destinations(
+        tmp_path / "d.toml",
+        {
+            "acme": {"api_key": KEY_A},
+            "globex": {"api_key": KEY_B, "secret_key": "file:" + str(tmp_path / "b.secret")},
+        },
+    )
+    (tmp_path / "b.secret").write_text(SECRET_B + "\n")
+    with AmplitudeServer(api_keys=[API_KEY, KEY_A, KEY_B], secret_keys={KEY_B: SECRET_B}) as srv:
+        client = make_client(destinations_file=str(path), server_url=srv.url)
+        client.track("signed_up", user_id="user-1", tenant="globex")
+        client.track("signed_up", user_id="user-1", tenant="acme")
+        drive(client, clock, lambda: len(srv.events) == 2)
+
+        client.consent.delete_user("user-1", requester="dpo@globex.example", tenant="globex")
+        client.track("page_viewed", user_id="user-1", tenant="globex")  # blocked there
+        kept = client.track("page_viewed", user_id="user-1", tenant="acme")  # not there
+        drive(client, clock, lambda: client.consent.pending_deletions(tenant="globex") == 0)
+
+        [request] = [r for r in srv.requests if r.path == "/api/2/deletions/users"]
+        assert request.status == 200
+        assert request.json is not None
+        assert request.json["user_ids"] == ["user-1"]
+        assert request.json["requester"] == "dpo@globex.example"
+        assert srv.amplitude_id_of("user-1", KEY_A) is not None
+        assert kept in [e["insert_id"] for e in srv.events_for(KEY_A)]
+        assert len(srv.events_for(KEY_B)) == 1
+        assert client.consent.status("user-1", tenant="globex") == "deleted"
+        assert client.consent.status("user-1") == "unknown"
+        assert client.consent.pending_deletions() == 0  # nothing for the default project
+
+
+def test_deleting_for_a_tenant_without_a_destination_is_refused(
+    make_client: MakeClient, tmp_path: Path
+):
+    client = make_client(destinations_file=str(three_tenants(tmp_path)))
+
+    with pytest.raises(ValueError, match="tenant 'umbrella' has no destination"):
+        client.consent.delete_user("user-1", tenant="umbrella")
