@@ -224,3 +224,26 @@ def test_a_meter_provider_set_after_the_client_was_made_receives_its_metrics():
     # Histograms record from the moment the provider is set: the second request only.
     assert found["otel_amplitude.request.duration"] == 1
     assert found["otel_amplitude.delivery.duration"] == 1
+
+
+def test_destination_paused_has_one_data_point_per_destination(
+    provider: MeterProvider, reader: InMemoryMetricReader
+):
+    def destination(paused: bool) -> dict[str, object]:
+        return {"destination_paused": paused, "buffered": 0, "accepted": 0}
+
+    stats = snapshot(
+        destination_paused=True,
+        destinations={"default": destination(False), "acme": destination(True)},
+    )
+    observer = MetricsObserver(
+        lambda: stats, name="checkout", endpoint="httpapi", meter_provider=provider
+    )
+
+    points = collect(reader)
+
+    base = {"client": "checkout", "endpoint": "httpapi"}
+    assert sorted(points["otel_amplitude.destination.paused"], key=str) == sorted(
+        [({**base, "destination": "default"}, 0), ({**base, "destination": "acme"}, 1)], key=str
+    )
+    observer.close()

@@ -13,7 +13,8 @@ provider the application sets later, so a client made before the SDK is configur
 Several clients share one set of instruments per meter provider (the SDK keeps only the first
 callback of an observable instrument created twice); each callback reports every live client,
 told apart by the ``client`` attribute. Attributes are low-cardinality by construction: the
-client's name, the endpoint kind, a reason or an outcome; never an id, a key or a payload.
+client's name, the endpoint kind, a reason, an outcome or a configured destination's name;
+never an id, a key or a payload.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Instrument:
     key: str | None = None
     by_reason: str | None = None
     attributes: tuple[str, ...] = ("client", "endpoint")
+    #: One data point per destination (``Stats["destinations"]``), when the stats have them.
+    per_destination: bool = False
 
 
 INSTRUMENTS: tuple[Instrument, ...] = (
@@ -150,8 +153,12 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "otel_amplitude.destination.paused",
         "updowncounter",
         "{destination}",
-        "1 while delivery is paused because Amplitude refused the API key or the URL.",
+        "1 while a destination's delivery is paused because Amplitude refused its API key or"
+        " URL, one data point per destination (``destination`` attribute: ``default``, or the"
+        " tenant's name).",
         key="destination_paused",
+        per_destination=True,
+        attributes=("client", "endpoint", "destination"),
     ),
     Instrument(
         "otel_amplitude.request.duration",
@@ -245,6 +252,7 @@ class _Shared:
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         key = instrument.key
         by_reason = instrument.by_reason
+        per_destination = instrument.per_destination
         assert key is not None
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
@@ -256,6 +264,11 @@ class _Shared:
                     for reason, count in reasons.items():
                         point = (*attributes.items(), ("reason", reason))
                         totals[point] = totals.get(point, 0) + count
+                elif per_destination and stats.get("destinations"):
+                    for name, destination in stats["destinations"].items():
+                        point = (*attributes.items(), ("destination", name))
+                        value = int(destination[key])  # type: ignore[literal-required]
+                        totals[point] = totals.get(point, 0) + value
                 else:
                     point = tuple(attributes.items())
                     value = int(stats[key])  # type: ignore[literal-required]
