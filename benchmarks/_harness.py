@@ -17,10 +17,14 @@ from dataclasses import dataclass
 
 
 @contextmanager
-def server_process() -> Iterator[str]:
-    """Run ``python -m otel_amplitude.testing`` in its own process; yield its URL."""
+def server_process(api_keys: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``python -m otel_amplitude.testing`` in its own process; yield its URL.
+
+    ``api_keys``: the only keys it accepts (any non-empty key when empty).
+    """
+    keys = [arg for key in api_keys for arg in ("--api-key", key)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_amplitude.testing", "--port", "0"],
+        [sys.executable, "-m", "otel_amplitude.testing", "--port", "0", *keys],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -93,6 +93,42 @@ def test_check_without_an_api_key_says_so(monkeypatch, capsys):
     assert "AMPLITUDE_API_KEY is not set" in capsys.readouterr().err
 
 
+def test_check_lists_the_tenants_of_the_destinations_file_keys_masked(
+    monkeypatch, capsys, tmp_path
+):
+    path = tmp_path / "destinations.toml"
+    path.write_text(
+        '[tenants.acme]\napi_key = "acme-key-000000000001"\nzone = "EU"\n'
+        'environment = "staging"\nsecret_key = "env:ACME_SECRET"\n'
+        '[tenants.globex]\napi_key = "globex-key-0000000001"\n'
+    )
+    monkeypatch.delenv("AMPLITUDE_API_KEY", raising=False)
+    monkeypatch.setenv("ACME_SECRET", "acme-secret-00000001")
+    monkeypatch.setenv("AMPLITUDE_DESTINATIONS_FILE", str(path))
+
+    assert main(["check"]) == 0
+
+    out = capsys.readouterr().out
+    assert "destinations (2 tenants):" in out
+    assert (
+        "acme: EU, staging, https://api.eu.amplitude.com, api_key set (21 chars),"
+        " secret_key set" in out
+    )
+    assert "globex: US, https://api2.amplitude.com, api_key set (21 chars), no secret_key" in out
+    assert "acme-key" not in out
+    assert "acme-secret" not in out
+
+
+def test_check_reports_a_bad_destinations_file(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "destinations.toml"
+    path.write_text("[tenants.acme]\nzone = 'EU'\n")
+    monkeypatch.setenv("AMPLITUDE_DESTINATIONS_FILE", str(path))
+
+    assert main(["check"]) == 2
+
+    assert "[tenants.acme]: api_key is required" in capsys.readouterr().err
+
+
 def test_serve_prints_its_url_and_answers_amplitude_requests():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMPLITUDE_")}
     proc = subprocess.Popen(

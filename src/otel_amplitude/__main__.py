@@ -29,6 +29,23 @@ def _check(_args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    if settings.destinations_file is not None:
+        from ._destinations import read_destinations
+
+        try:
+            table = read_destinations(settings.destinations_file).destinations
+        except ConfigError as error:
+            print(f"otel-amplitude: configuration error: {error}", file=sys.stderr)
+            return 2
+        print(f"destinations ({len(table)} tenants):")
+        for name, d in sorted(table.items()):
+            host = d.ingestion_base(settings.server_url)
+            secret = "secret_key set" if d.secret_key else "no secret_key"
+            label = f", {d.environment}" if d.environment else ""
+            key = f"api_key set ({len(d.api_key)} chars)"
+            print(f"  {name}: {d.zone}{label}, {host}, {key}, {secret}")
+        print("configuration OK")
+        return 0
     if settings.enabled and not settings.api_key:
         print(
             "otel-amplitude: AMPLITUDE_API_KEY is not set: events cannot be sent "

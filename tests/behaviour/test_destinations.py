@@ -7,6 +7,7 @@ the keys it is not given; the destinations file is rewritten on disk to rotate k
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections import Counter
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel_amplitude import (
     AmplitudeHandler,
+    AmplitudeLogExporter,
     AmplitudeSpanExporter,
     Client,
     ConfigError,
@@ -28,6 +33,7 @@ from otel_amplitude import (
     Settings,
     bind,
 )
+from otel_amplitude.structlog import AmplitudeProcessor
 from otel_amplitude.testing import AmplitudeServer, ManualClock
 
 from .conftest import API_KEY, MakeClient, assert_conserved, assert_in_order, drive
@@ -188,6 +194,41 @@ def test_span_attribute_and_resource_attribute_route_spans(
     assert acme["user_id"] == "user-1"
     assert "amplitude.tenant" not in acme["event_properties"]
     assert initech["user_id"] == "user-2"
+
+
+def test_structlog_and_otel_log_records_route_by_tenant(
+    server: AmplitudeServer, make_client: MakeClient, tmp_path: Path
+):
+    client = make_client(
+        destinations_file=str(three_tenants(tmp_path)), tenant_attribute="tenant.id"
+    )
+    structlog.configure(
+        processors=[AmplitudeProcessor(client), structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(io.StringIO()),
+    )
+    try:
+        structlog.get_logger().info("report_exported", user_id="user-1", tenant="acme")
+    finally:
+        structlog.reset_defaults()
+    provider = LoggerProvider(
+        resource=Resource.create({"tenant.id": "initech"}), shutdown_on_exit=False
+    )
+    exporter = AmplitudeLogExporter(client)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    otel_logger = provider.get_logger("tests")
+    otel_logger.emit(
+        body="plan_changed", attributes={"user_id": "user-2", "amplitude.tenant": "globex"}
+    )
+    otel_logger.emit(body="plan_changed", attributes={"user_id": "user-3"})  # the resource's
+    assert client.flush(timeout=5)
+    provider.shutdown()
+
+    [acme] = server.events_for(KEY_A)
+    [globex] = server.events_for(KEY_B)
+    [initech] = server.events_for(KEY_C)
+    assert (acme["event_type"], acme.get("event_properties")) == ("report_exported", None)
+    assert (globex["user_id"], initech["user_id"]) == ("user-2", "user-3")
+    assert "tenant" not in (globex.get("event_properties") or {})
 
 
 def test_an_unknown_tenant_is_dropped_counted_and_named_never_sent_to_the_default(

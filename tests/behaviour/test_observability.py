@@ -162,7 +162,8 @@ def test_no_metric_attribute_carries_an_id_a_key_or_a_payload(
     assert found["otel_amplitude.event.dropped"]
     for name, series in found.items():
         for attributes, _ in series:
-            assert set(attributes) <= {"client", "endpoint", "reason", "outcome"}, name
+            assert set(attributes) <= {"client", "endpoint", "reason", "outcome", "destination"}
+            assert attributes.get("destination", "default") == "default"  # configured names only
             for value in attributes.values():
                 assert not SENTINEL.search(str(value)), (name, attributes)
                 assert "bad-insert-id" not in str(value)
