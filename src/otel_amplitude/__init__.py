@@ -15,7 +15,13 @@ from ._settings import Settings
 from ._span_exporter import AmplitudeSpanExporter
 from ._stats import Stats
 from ._version import __version__
-from .exceptions import ConfigError, ConsentStoreError, InvalidEventError, OtelAmplitudeError
+from .exceptions import (
+    ConfigError,
+    ConsentStoreError,
+    InvalidEventError,
+    OtelAmplitudeError,
+    SpoolError,
+)
 
 __all__ = [
     "AmplitudeHandler",
@@ -27,6 +33,7 @@ __all__ = [
     "InvalidEventError",
     "OtelAmplitudeError",
     "Settings",
+    "SpoolError",
     "Stats",
     "__version__",
     "bind",
