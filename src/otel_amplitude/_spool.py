@@ -34,10 +34,12 @@ from ._event import Event, to_wire
 from ._log import RateLimitedLog, logger, mark_library_thread
 from ._spool_files import (
     ROW_OVERHEAD,
+    ROW_SIZE_SQL,
     check_db,
     connect_owner,
     create_segment,
     remove_segment_files,
+    row_size,
     scan,
     try_lock,
 )
@@ -116,7 +118,7 @@ class Spool:
         An event that already has a row (``spool_id`` set) counts as taken and gets no second.
         No I/O: encodes the events (orjson) and appends them to the writer's queue.
         """
-        if self._closed or self._bytes + ROW_OVERHEAD > self._max_bytes:
+        if self._closed or self._bytes + ROW_OVERHEAD >= self._max_bytes:
             return 0
         wall = time.time()
         to_wall = wall - self._monotonic()
@@ -141,7 +143,7 @@ class Spool:
             total = self._bytes
             for event, row in zip(events, rows, strict=True):
                 if not event.spool_id:
-                    size = len(row[6]) + ROW_OVERHEAD
+                    size = row_size(row[0], row[1], row[2], row[3], row[6])
                     if total + size > limit:
                         break
                     total += size
@@ -171,7 +173,7 @@ class Spool:
                         self._removals.append(seq)
                     else:
                         self._rows -= 1
-                        self._bytes -= len(row[6]) + ROW_OVERHEAD
+                        self._bytes -= row_size(row[0], row[1], row[2], row[3], row[6])
 
     @property
     def rows(self) -> int:
@@ -180,7 +182,11 @@ class Spool:
 
     @property
     def bytes(self) -> int:
-        """``len(body) + ROW_OVERHEAD`` summed over :attr:`rows`: what ``max_bytes`` bounds."""
+        """The size of :attr:`rows` as :func:`~otel_amplitude._spool_files.row_size` counts it.
+
+        What ``max_bytes`` bounds: within ~10% of the database's size (plus up to a few MB of
+        WAL between checkpoints, and free pages that deleted rows leave for reuse).
+        """
         return self._bytes
 
     # --- any thread: disk -----------------------------------------------------------------------
@@ -233,14 +239,15 @@ class Spool:
                     or (device_id is not None and row[2] == device_id)
                 ]
                 for seq in doomed:
+                    row = pending.pop(seq)
                     self._rows -= 1
-                    self._bytes -= len(pending.pop(seq)[6]) + ROW_OVERHEAD
+                    self._bytes -= row_size(row[0], row[1], row[2], row[3], row[6])
             where = "user_id = ? OR device_id = ?"
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 count, size = conn.execute(
-                    f"SELECT count(*), total(length(body)) FROM events WHERE {where}",  # noqa: S608
+                    f"SELECT count(*), total({ROW_SIZE_SQL}) FROM events WHERE {where}",  # noqa: S608
                     (user_id, device_id),
                 ).fetchone()
                 conn.execute(f"DELETE FROM events WHERE {where}", (user_id, device_id))  # noqa: S608
@@ -250,7 +257,7 @@ class Spool:
                 raise SpoolError(f"cannot purge spool segment {self._path}: {error}") from None
             with self._lock:
                 self._rows -= count
-                self._bytes -= int(size) + count * ROW_OVERHEAD
+                self._bytes -= int(size)
                 self.commits += 1
         return len(doomed) + int(count)
 
@@ -370,7 +377,7 @@ class Spool:
                 chunk = removals[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 found, found_size = conn.execute(
-                    f"SELECT count(*), total(length(body)) FROM events WHERE seq IN ({marks})",  # noqa: S608
+                    f"SELECT count(*), total({ROW_SIZE_SQL}) FROM events WHERE seq IN ({marks})",  # noqa: S608
                     chunk,
                 ).fetchone()
                 conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)  # noqa: S608
@@ -385,7 +392,7 @@ class Spool:
             raise
         with self._lock:
             self._rows -= count
-            self._bytes -= size + count * ROW_OVERHEAD
+            self._bytes -= size
             self.commits += 1
 
     def _take(self, orphan: Path) -> int:
@@ -397,7 +404,8 @@ class Spool:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 count, size, low, high = conn.execute(
-                    "SELECT count(*), total(length(body)), min(seq), max(seq) FROM orphan.events"
+                    f"SELECT count(*), total({ROW_SIZE_SQL}), min(seq), max(seq) "  # noqa: S608
+                    "FROM orphan.events"
                 ).fetchone()
                 if count:
                     with self._lock:  # reserve seqs after every one handed out so far
@@ -418,7 +426,7 @@ class Spool:
                 conn.execute("DETACH DATABASE orphan")
             with self._lock:
                 self._rows += count
-                self._bytes += int(size) + count * ROW_OVERHEAD
+                self._bytes += int(size)
                 self.commits += 1
         return int(count)
 

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from ._spool_files import ROW_OVERHEAD, check_db, connect_read_only, lock_is_held, scan
+from ._spool_files import ROW_SIZE_SQL, check_db, connect_read_only, lock_is_held, scan
 from .exceptions import SpoolError
 
 __all__ = ["AGE_BUCKETS", "SegmentSummary", "SpoolSummary", "inspect_spool"]
@@ -40,8 +40,8 @@ class SegmentSummary:
 class SpoolSummary:
     """A spool directory's committed rows, counted by destination, event type and age.
 
-    ``bytes`` uses the spool's own measure (``len(body) + ROW_OVERHEAD`` per row), the one
-    ``AMPLITUDE_SPOOL_MAX_MB`` bounds. ``by_age`` has one entry per :data:`AGE_BUCKETS` label.
+    ``bytes`` uses the spool's own measure (:func:`~otel_amplitude._spool_files.row_size`), the
+    one ``AMPLITUDE_SPOOL_MAX_MB`` bounds. ``by_age`` has one entry per :data:`AGE_BUCKETS` label.
     """
 
     directory: str
@@ -82,7 +82,7 @@ def inspect_spool(directory: str | os.PathLike[str], *, now: float | None = None
         rows = size = 0
         for destination, event_type, bucket, count, body_bytes in groups:
             rows += count
-            size += int(body_bytes) + count * ROW_OVERHEAD
+            size += int(body_bytes)
             by_destination[destination] = by_destination.get(destination, 0) + count
             by_event_type[event_type] = by_event_type.get(event_type, 0) + count
             by_age[AGE_BUCKETS[bucket][0]] += count
@@ -99,7 +99,7 @@ def inspect_spool(directory: str | os.PathLike[str], *, now: float | None = None
 
 
 def _groups(db: Path, now: float) -> list[tuple[str, str, int, int, float]]:
-    """(destination, event_type, age bucket index, rows, body bytes) of one segment."""
+    """(destination, event_type, age bucket index, rows, row bytes) of one segment."""
     bounds = [bound for _, bound in AGE_BUCKETS[:-1]]
     bucket = (
         "CASE WHEN ? - created < ? THEN 0 WHEN ? - created < ? THEN 1 "
@@ -108,7 +108,7 @@ def _groups(db: Path, now: float) -> list[tuple[str, str, int, int, float]]:
     conn = connect_read_only(db)
     try:
         rows: list[tuple[str, str, int, int, float]] = conn.execute(
-            f"SELECT destination, event_type, {bucket}, count(*), total(length(body)) "  # noqa: S608
+            f"SELECT destination, event_type, {bucket}, count(*), total({ROW_SIZE_SQL}) "  # noqa: S608
             "FROM events GROUP BY 1, 2, 3",
             [value for bound in bounds for value in (now, bound)],
         ).fetchall()
