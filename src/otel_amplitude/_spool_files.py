@@ -4,8 +4,8 @@ A spool directory holds one *segment* per owning process, named after a *stem*
 ``segment-<pid>-<8 hex>``: ``<stem>.lock`` (held with ``flock(LOCK_EX)`` by the owner for the
 segment's whole life; the kernel releases it when the owner dies, even on ``kill -9``),
 ``<stem>.db`` (an SQLite database in WAL mode, with SQLite's ``-wal`` and ``-shm`` files beside
-it) and, only while the owner creates it, ``<stem>.tmp`` (+ ``-journal``): a database is built
-under that name and renamed to ``.db`` once complete, so every ``.db`` found is a whole segment.
+it) and, only while the owner creates it, ``<stem>.tmp`` (and its companion files): a database
+is built under that name and renamed to ``.db`` once complete, so every ``.db`` is whole.
 
 Lock protocol (who may touch a segment): whoever holds the ``.lock`` file's flock. Files are
 deleted while holding it, the ``.lock`` file last; after taking a lock, the taker checks that
@@ -68,9 +68,14 @@ def row_size(
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_NAME = re.compile(r"(segment-[0-9]+-[0-9a-f]{8})(\.db(?:-wal|-shm)?|\.lock|\.tmp(?:-journal)?)")
+# A segment's files: its database, the temporary one it is built in, SQLite's companion files of
+# either (-wal, -shm; -journal while the mode switches to WAL) and the lock file.
+_NAME = re.compile(r"(segment-[0-9]+-[0-9a-f]{8})(\.(?:db|tmp)(?:-wal|-shm|-journal)?|\.lock)")
 # Deleted in this order, the lock file last (see the module docstring).
-_SUFFIXES = (".db", ".db-wal", ".db-shm", ".tmp", ".tmp-journal", ".lock")
+_SUFFIXES = (
+    *(f".{name}{part}" for name in ("db", "tmp") for part in ("", "-wal", "-shm", "-journal")),
+    ".lock",
+)
 
 _SCHEMA = f"""
 PRAGMA application_id = {APPLICATION_ID};
@@ -235,6 +240,7 @@ def create_segment(directory: Path) -> tuple[str, int]:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: the .db is born in WAL mode
         finally:
             conn.close()
         os.replace(tmp, directory / f"{stem}.db")
