@@ -370,6 +370,7 @@ _ADOPTER = """
         pass
     spool = open_spool(sys.argv[1], max_bytes=1 << 26, sync_ms=20)
     print(json.dumps([e.insert_id for e in spool.load(0, 100000)]), flush=True)
+    sys.stdin.readline()  # stay the owner until both racers answered
     spool.close()
 """
 
@@ -380,7 +381,12 @@ def test_two_processes_racing_to_adopt_an_orphan_take_its_rows_exactly_once(tmp_
         _orphan(directory, 200)
         start = time.time() + 0.7
         racers = [_python(_ADOPTER, str(directory), str(start)) for _ in range(2)]
-        results = [json.loads(racer.communicate(timeout=30)[0]) for racer in racers]
+        results = []
+        for racer in racers:
+            assert racer.stdout is not None
+            results.append(json.loads(racer.stdout.readline()))
+        for racer in racers:
+            racer.communicate("\n", timeout=30)
 
         assert sorted(results, key=len) == [[], [f"ev-{i:07d}" for i in range(200)]]
         for name in _files(directory):  # the winner closed with the rows: start clean
