@@ -186,6 +186,7 @@ def test_load_sees_queued_rows_too_and_pages_by_seq(open_):
 
     assert _ids(page + rest) == [f"ev-{i:07d}" for i in range(10)]
     assert [e.spool_id for e in page + rest] == list(range(1, 11))
+    assert spool.load(0, 0) == []
 
 
 def test_events_removed_before_the_commit_are_never_written(open_):

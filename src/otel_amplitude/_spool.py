@@ -198,6 +198,8 @@ class Spool:
         added itself. Each event is rebuilt from its wire form: same body, same ``insert_id``;
         ``destination``, ``attempts`` and ``spool_id`` restored, ``created`` set to now.
         """
+        if limit <= 0:
+            return []
         with self._db_lock:
             self._check_open()
             stored: list[tuple[int, str, int, bytes]] = self._conn.execute(
@@ -279,6 +281,7 @@ class Spool:
         Segments of live processes are left alone. Raises :class:`SpoolError` for a foreign or
         corrupt file in the directory.
         """
+        self._check_open()
         taken = 0
         for stem in scan(self.directory):
             if stem == self.segment:
@@ -433,6 +436,8 @@ class Spool:
     def _after_fork_in_child(self) -> None:
         """In a forked child: let go of the parent's segment without touching its files."""
         self._closed = True
+        self._lock = threading.Lock()  # a parent thread may have held them at the fork
+        self._db_lock = threading.Lock()
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)  # the parent's own descriptor still holds the lock
         _forked_connections.append(self._conn)  # never closed here: it is the parent's
