@@ -16,7 +16,13 @@ from ._settings import Settings
 from ._span_exporter import AmplitudeSpanExporter
 from ._stats import DestinationStats, Stats
 from ._version import __version__
-from .exceptions import ConfigError, ConsentStoreError, InvalidEventError, OtelAmplitudeError
+from .exceptions import (
+    ConfigError,
+    ConsentStoreError,
+    InvalidEventError,
+    OtelAmplitudeError,
+    SpoolError,
+)
 
 __all__ = [
     "AmplitudeHandler",
@@ -30,6 +36,7 @@ __all__ = [
     "InvalidEventError",
     "OtelAmplitudeError",
     "Settings",
+    "SpoolError",
     "Stats",
     "__version__",
     "bind",

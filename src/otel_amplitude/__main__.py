@@ -1,4 +1,4 @@
-"""The ``otel-amplitude`` command: ``demo``, ``serve`` and ``check``."""
+"""The ``otel-amplitude`` command: ``demo``, ``serve``, ``check`` and ``spool inspect``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, SpoolError
 
 __all__ = ["main"]
 
@@ -70,6 +70,48 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(users=args.users, quiet=args.quiet)
 
 
+def _spool_inspect(args: argparse.Namespace) -> int:
+    """Print what a spool directory holds: segments and their owners, counts, ages."""
+    from ._spool_inspect import inspect_spool
+
+    try:
+        summary = inspect_spool(args.path)
+    except SpoolError as error:
+        print(f"otel-amplitude: spool error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"spool {summary.directory}: {summary.rows:,} events, {summary.bytes:,} bytes "
+        f"in {len(summary.segments)} segment(s)"
+    )
+    _table(
+        ("segment", "owner", "events", "bytes"),
+        [
+            (s.name, "alive" if s.owner_alive else "orphaned", f"{s.rows:,}", f"{s.bytes:,}")
+            for s in summary.segments
+        ],
+        left=2,
+    )
+    for title, counts in (
+        ("destination", {name or "(default)": n for name, n in summary.by_destination.items()}),
+        ("event type", summary.by_event_type),
+        ("age", summary.by_age),
+    ):
+        print()
+        _table((title, "events"), [(name, f"{count:,}") for name, count in counts.items()])
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> None:
+    """Print ``rows`` under ``header``: the first ``left`` columns left-aligned, numbers right."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        cells = [
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="otel-amplitude",
@@ -94,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check", help="validate AMPLITUDE_* variables and print the resolved settings"
     )
     check.set_defaults(run=_check)
+
+    spool = commands.add_parser("spool", help="look into a durable spool (AMPLITUDE_SPOOL_DIR)")
+    spool_commands = spool.add_subparsers(dest="spool_command", required=True, metavar="COMMAND")
+    inspect = spool_commands.add_parser(
+        "inspect", help="count the spooled events by segment, destination, event type and age"
+    )
+    inspect.add_argument("path", metavar="PATH", help="the spool directory")
+    inspect.set_defaults(run=_spool_inspect)
 
     args = parser.parse_args(argv)
     result: int = args.run(args)

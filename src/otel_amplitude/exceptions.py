@@ -5,7 +5,13 @@ Messages name the thing, the bad value (never a secret) and the fix.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConsentStoreError", "InvalidEventError", "OtelAmplitudeError"]
+__all__ = [
+    "ConfigError",
+    "ConsentStoreError",
+    "InvalidEventError",
+    "OtelAmplitudeError",
+    "SpoolError",
+]
 
 
 class OtelAmplitudeError(Exception):
@@ -27,3 +33,7 @@ class InvalidEventError(OtelAmplitudeError, ValueError):
 
 class ConsentStoreError(OtelAmplitudeError):
     """The consent store could not record a change (it is still applied in this process)."""
+
+
+class SpoolError(OtelAmplitudeError):
+    """The durable spool (``AMPLITUDE_SPOOL_DIR``) cannot be used: the message names the file."""
