@@ -515,9 +515,27 @@ def test_purge_removes_a_users_and_a_devices_rows_queued_or_stored(open_):
     assert spool.bytes == sum(_size(e) for e in left) == inspect_spool(spool.directory).bytes
 
 
-def test_purge_needs_a_user_or_a_device(open_):
-    with pytest.raises(ValueError, match="user_id or a device_id"):
+def test_purge_needs_a_user_a_device_or_a_destination(open_):
+    with pytest.raises(ValueError, match="user_id, a device_id or a destination"):
         open_().purge()
+
+
+def test_purge_and_load_by_destination_and_above_a_seq(open_):
+    spool = open_()
+    events = [_event(n, destination="acme" if n % 2 else "") for n in range(6)]
+    spool.add(events)
+    spool.sync()
+
+    assert [e.insert_id for e in spool.load(0, 10, destination="acme")] == [
+        events[1].insert_id,
+        events[3].insert_id,
+        events[5].insert_id,
+    ]
+    assert spool.counts() == {"acme": 3, "": 3}
+    assert spool.counts(above_seq=events[3].spool_id) == {"acme": 1, "": 1}
+    assert spool.purge(destination="acme", above_seq=events[1].spool_id) == 2
+    assert spool.counts() == {"acme": 1, "": 3}
+    assert spool.last_seq == events[5].spool_id
 
 
 # --- a directory that is not a spool -------------------------------------------------------------

@@ -191,29 +191,42 @@ class Spool:
 
     # --- any thread: disk -----------------------------------------------------------------------
 
-    def load(self, after_seq: int, limit: int) -> list[Event]:
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest row handed out (0: none yet)."""
+        return self._next_seq - 1
+
+    def load(self, after_seq: int, limit: int, destination: str | None = None) -> list[Event]:
         """Up to ``limit`` events whose seq is above ``after_seq``, oldest first.
 
-        Includes rows still only queued (no :meth:`sync` needed first) and rows this process
-        added itself. Each event is rebuilt from its wire form: same body, same ``insert_id``;
-        ``destination``, ``attempts`` and ``spool_id`` restored, ``created`` set to now.
+        Only those of ``destination`` when given. Includes rows still only queued (no
+        :meth:`sync` needed first) and rows this process added itself. Each event is rebuilt
+        from its wire form: same body, same ``insert_id``; ``destination``, ``attempts`` and
+        ``spool_id`` restored, ``created`` set to now.
         """
         if limit <= 0:
             return []
         with self._db_lock:
             self._check_open()
-            stored: list[tuple[int, str, int, bytes]] = self._conn.execute(
-                "SELECT seq, destination, attempts, body FROM events WHERE seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            if destination is None:
+                stored: list[tuple[int, str, int, bytes]] = self._conn.execute(
+                    "SELECT seq, destination, attempts, body FROM events WHERE seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            else:
+                stored = self._conn.execute(
+                    "SELECT seq, destination, attempts, body FROM events WHERE destination = ?"
+                    " AND seq > ? ORDER BY seq LIMIT ?",
+                    (destination, after_seq, limit),
+                ).fetchall()
             with self._lock:
                 queued = list(
                     itertools.islice(
                         (
                             (seq, row[0], row[5], row[6])
                             for seq, row in self._pending.items()
-                            if seq > after_seq
+                            if seq > after_seq and (destination is None or row[0] == destination)
                         ),
                         limit,
                     )
@@ -222,14 +235,23 @@ class Spool:
         merged = sorted(stored + queued) if queued else stored
         return [_decode(*row, now) for row in merged[:limit]]
 
-    def purge(self, *, user_id: str | None = None, device_id: str | None = None) -> int:
+    def purge(
+        self,
+        *,
+        user_id: str | None = None,
+        device_id: str | None = None,
+        destination: str | None = None,
+        above_seq: int = 0,
+    ) -> int:
         """Delete every row, queued or stored, of ``user_id`` or of ``device_id``; return how many.
 
-        For an opt-out or a deletion: given both, rows matching either go. Commits before
-        returning.
+        For an opt-out or a deletion: given both, rows matching either go. ``destination``
+        narrows it to one destination's rows (alone: all of them); ``above_seq`` to rows newer
+        than that seq. Commits before returning.
         """
-        if user_id is None and device_id is None:
-            raise ValueError("purge needs a user_id or a device_id")
+        if user_id is None and device_id is None and destination is None:
+            raise ValueError("purge needs a user_id, a device_id or a destination")
+        anyone = user_id is None and device_id is None
         with self._db_lock:
             self._check_open()
             with self._lock:
@@ -237,22 +259,34 @@ class Spool:
                 doomed = [
                     seq
                     for seq, row in pending.items()
-                    if (user_id is not None and row[1] == user_id)
-                    or (device_id is not None and row[2] == device_id)
+                    if seq > above_seq
+                    and (destination is None or row[0] == destination)
+                    and (
+                        anyone
+                        or (user_id is not None and row[1] == user_id)
+                        or (device_id is not None and row[2] == device_id)
+                    )
                 ]
                 for seq in doomed:
                     row = pending.pop(seq)
                     self._rows -= 1
                     self._bytes -= row_size(row[0], row[1], row[2], row[3], row[6])
-            where = "user_id = ? OR device_id = ?"
+            where = "seq > ?"
+            params: list[object] = [above_seq]
+            if destination is not None:
+                where += " AND destination = ?"
+                params.append(destination)
+            if not anyone:
+                where += " AND (user_id = ? OR device_id = ?)"
+                params.extend((user_id, device_id))
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 count, size = conn.execute(
                     f"SELECT count(*), total({ROW_SIZE_SQL}) FROM events WHERE {where}",  # noqa: S608
-                    (user_id, device_id),
+                    params,
                 ).fetchone()
-                conn.execute(f"DELETE FROM events WHERE {where}", (user_id, device_id))  # noqa: S608
+                conn.execute(f"DELETE FROM events WHERE {where}", params)  # noqa: S608
                 conn.execute("COMMIT")
             except sqlite3.Error as error:
                 _rollback(conn)
@@ -262,6 +296,22 @@ class Spool:
                 self._bytes -= int(size)
                 self.commits += 1
         return len(doomed) + int(count)
+
+    def counts(self, above_seq: int = 0) -> dict[str, int]:
+        """Rows newer than ``above_seq`` (queued or stored) by destination."""
+        with self._db_lock:
+            self._check_open()
+            found: dict[str, int] = dict(
+                self._conn.execute(
+                    "SELECT destination, count(*) FROM events WHERE seq > ? GROUP BY destination",
+                    (above_seq,),
+                ).fetchall()
+            )
+            with self._lock:
+                for seq, row in self._pending.items():
+                    if seq > above_seq:
+                        found[row[0]] = found.get(row[0], 0) + 1
+        return found
 
     def sync(self) -> None:
         """Commit everything queued now (blocking): for shutdown and tests."""

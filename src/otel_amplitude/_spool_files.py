@@ -92,6 +92,7 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_user ON events (user_id);
 CREATE INDEX events_by_device ON events (device_id);
+CREATE INDEX events_by_destination ON events (destination, seq);
 """
 
 
