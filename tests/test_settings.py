@@ -100,6 +100,9 @@ def test_defaults_are_the_documented_values() -> None:
         "tenant_attribute": None,
         "unknown_tenant": "drop",
         "destination_max_buffered_events": None,
+        "spool_dir": None,
+        "spool_sync_ms": 200,
+        "spool_max_mb": 1024,
     }
 
 
@@ -170,6 +173,9 @@ VALID: list[tuple[str, str, str, object]] = [
     ("AMPLITUDE_TENANT_ATTRIBUTE", "tenant.id", "tenant_attribute", "tenant.id"),
     ("AMPLITUDE_UNKNOWN_TENANT", "Default", "unknown_tenant", "default"),
     ("AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS", "5000", "destination_max_buffered_events", 5000),
+    ("AMPLITUDE_SPOOL_DIR", " /var/spool/app ", "spool_dir", "/var/spool/app"),
+    ("AMPLITUDE_SPOOL_SYNC_MS", "50", "spool_sync_ms", 50),
+    ("AMPLITUDE_SPOOL_MAX_MB", "64", "spool_max_mb", 64),
 ]  # fmt: skip
 
 
@@ -329,6 +335,12 @@ INVALID: list[tuple[str, str, str]] = [
      "AMPLITUDE_UNKNOWN_TENANT must be 'drop' or 'default', got 'fallback'"),
     ("AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS", "0",
      "AMPLITUDE_DESTINATION_MAX_BUFFERED_EVENTS must be an integer from 1 to 100000000, got '0'"),
+    ("AMPLITUDE_SPOOL_DIR", __file__,
+     f"AMPLITUDE_SPOOL_DIR must be a path to a directory, which is created if missing, got"
+     f" {__file__!r}"),
+    ("AMPLITUDE_SPOOL_SYNC_MS", "5",
+     "AMPLITUDE_SPOOL_SYNC_MS must be an integer from 10 to 60000, got '5'"),
+    ("AMPLITUDE_SPOOL_MAX_MB", "0", "AMPLITUDE_SPOOL_MAX_MB must be an integer from 1 to 1000000, got '0'"),
 ]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from ._health import Health, health
 from ._identify import IDENTIFY, operations
 from ._metrics import MetricsObserver
 from ._settings import Settings
+from ._spool import Spool, open_spool
 from ._stats import Stats
 from ._validate import make_event
 from .exceptions import ConfigError, InvalidEventError
@@ -143,6 +144,7 @@ class Client:
             observer=self._observer,
             screen=self.consent.screen,
             router=self._router,
+            spool=self._open_spool(),
         )
         self._gate = self.consent.gate
         # health(): snapshots of earlier calls, oldest first, from a fresh zero at this moment.
@@ -164,6 +166,19 @@ class Client:
         self._accepting = self._settings.enabled and not self._closed
         self._started = False
         self._start_lock = threading.Lock()
+        if self._dispatcher.spool is not None and self._dispatcher.spool.rows:
+            self._start()  # what an earlier process left is delivered now, not at a first event
+
+    def _open_spool(self) -> Spool | None:
+        """This process's segment of ``AMPLITUDE_SPOOL_DIR`` (orphans adopted), or None."""
+        settings = self._settings
+        if settings.spool_dir is None or not settings.enabled or self._closed:
+            return None
+        return open_spool(
+            settings.spool_dir,
+            max_bytes=settings.spool_max_mb * 1_000_000,
+            sync_ms=settings.spool_sync_ms,
+        )
 
     # -- the caller's side ------------------------------------------------------------------
 

@@ -538,7 +538,7 @@ class Consent:
                 event.device_id is not None and prefix + event.device_id in devices
             )
 
-        dispatcher.purge(matches, reason)
+        dispatcher.purge(matches, reason, users=users, devices=devices)
 
     def _missing(self) -> str | None:
         if not self._settings.enabled:

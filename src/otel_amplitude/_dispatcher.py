@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,8 +33,10 @@ from ._partition import IDLE, IN_FLIGHT, READY, WAITING, Partition
 from ._response import Action, Verdict
 from ._sender import Delivery, Transport, deliver
 from ._settings import Settings
+from ._spool import Spool
 from ._stats import Counters, DestinationStats, Stats
-from .exceptions import InvalidEventError
+from ._consent_store import SCOPE
+from .exceptions import InvalidEventError, OtelAmplitudeError
 
 __all__ = ["Barrier", "DeadLetterCallback", "Deferred", "Dispatcher"]
 
@@ -78,6 +80,10 @@ _SLICE = 2_048
 IDENTIFY_WARN_PER_HOUR = 1_500
 #: How long delivery stays paused after Amplitude refused the API key, before one probe request.
 HOLD_SECONDS = 60.0
+#: Most events loaded from the spool into one destination's buffers per turn of the loop.
+_REFILL = 2_048
+#: How often the spool directory is searched for segments of dead processes to adopt.
+ADOPT_SECONDS = 5.0
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +93,7 @@ class Barrier:
     done: threading.Event = field(default_factory=threading.Event)
     target: int = 0  # the dispatcher's drained count that covers every event before it
     epoch: int = -1  # set when sealed: every earlier event has an epoch <= this one
+    mark: int = 0  # set when sealed: every earlier spooled event has a spool seq <= this one
 
 
 @dataclass(slots=True, eq=False)
@@ -110,6 +117,7 @@ class Dispatcher:
         screen: Screen | None = None,
         observer: Observer | None = None,
         router: Router | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.settings = settings
         self.router = router if router is not None and router.active else None
@@ -181,6 +189,16 @@ class Dispatcher:
         self._threads: list[threading.Thread] = []
         self._transport: Transport | None = None
         self._log_tenants: set[str] = set()
+        # The durable spool: every buffered event has a row; a destination whose buffers are
+        # full keeps its newer events on disk only (its backlog), loaded back in order.
+        self.spool = spool
+        self._disk_only = 0  # events in some destination's backlog on disk
+        self._replayed = 0  # events found in the spool, left by an earlier process
+        self._spill_lanes: dict[str, Lane] = {}
+        self._unspool: list[Event] = []  # finished events whose rows are to go
+        self._next_adopt = clock.monotonic() + ADOPT_SECONDS
+        if spool is not None:
+            self._take_backlog(spool.counts(), 0)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -227,13 +245,31 @@ class Dispatcher:
         with self.lock:
             self.closed = True
             self._drain_closed()
+        self._close_spool()
 
-    def purge(self, matches: Callable[[Event], bool], reason: str) -> int:
+    def _close_spool(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        with self.lock:
+            unspool, self._unspool = self._unspool, []
+        spool.remove(unspool)
+        spool.close()  # commits what is queued: the rows left are the next process's
+
+    def purge(
+        self,
+        matches: Callable[[Event], bool],
+        reason: str,
+        *,
+        users: Collection[str] = (),
+        devices: Collection[str] = (),
+    ) -> int:
         """Remove every buffered event that ``matches`` (counted as dropped with ``reason``).
 
         Covers events in transit from callers, buffered, and waiting for a retry. Events on the
         wire cannot be recalled; ``screen`` drops them should they come back for a resend.
-        Returns how many were removed.
+        With the spool, the backlogs on disk lose the rows of ``users`` and ``devices`` (ids,
+        or ``tenant + SCOPE + id`` for one tenant's). Returns how many were removed.
         """
         removed = 0
         with self.lock:
@@ -245,9 +281,40 @@ class Dispatcher:
                 if gone:
                     lane.count_drop(reason, gone)
                     removed += gone
+            if self._spill_lanes and (users or devices):
+                removed += self._purge_backlogs(reason, users, devices)
             if removed:
                 self.counters.drop(reason, removed)
             self._check_barriers()
+        return removed
+
+    def _purge_backlogs(
+        self, reason: str, users: Collection[str], devices: Collection[str]
+    ) -> int:
+        """Delete the backlog rows (on disk only) of these users and devices; count them."""
+        assert self.spool is not None
+        removed = 0
+        for kind, subjects in (("user", users), ("device", devices)):
+            for subject in subjects:
+                tenant, scoped, plain = subject.rpartition(SCOPE)
+                lanes = (
+                    [lane for lane in (self._spill_lanes.get(tenant),) if lane is not None]
+                    if scoped
+                    else list(self._spill_lanes.values())
+                )
+                for lane in lanes:
+                    ids = {"user_id": plain} if kind == "user" else {"device_id": plain}
+                    gone = self.spool.purge(**ids, destination=lane.key, above_seq=lane.cursor)
+                    if not gone:
+                        continue
+                    gone = min(gone, lane.spilled)
+                    lane.spilled -= gone
+                    self._disk_only -= gone
+                    lane.count_drop(reason, gone)
+                    removed += gone
+                    if not lane.spilled:
+                        del self._spill_lanes[lane.key]
+                        lane.spill_epochs.clear()
         return removed
 
     def _purge_lane(self, lane: Lane, matches: Callable[[Event], bool]) -> int:
@@ -278,6 +345,7 @@ class Dispatcher:
         lane = Lane(
             destination.name,
             destination,
+            key=name,
             use_batch=self.settings.use_batch,
             server_url=self.settings.server_url,
             cap=self._lane_cap,
@@ -357,6 +425,13 @@ class Dispatcher:
         del self._lanes[name]
         lane.removed = True
         gone = self._purge_lane(lane, lambda _event: True)
+        if lane.spilled:
+            assert self.spool is not None
+            self.spool.purge(destination=lane.key, above_seq=lane.cursor)
+            gone += lane.spilled
+            self._disk_only -= lane.spilled
+            lane.spilled = 0
+            self._spill_lanes.pop(lane.key, None)
         for partition in lane.partitions.values():
             partition.state = IDLE
         lane.partitions.clear()
@@ -379,22 +454,32 @@ class Dispatcher:
         with self.lock:
             self.closed = True
             self._drain_closed()
+        self._close_spool()
 
     # -- the dispatcher thread ----------------------------------------------------------------
 
     def _run(self) -> None:
         mark_library_thread()
         router = self.router
+        spool = self.spool
         while True:
             self.wake.clear()
             if router is not None:
                 table = router.poll()  # file I/O, at most once a second, outside the lock
                 if table is not None:
                     self.apply_destinations(table)
+            if spool is not None and self.clock.monotonic() >= self._next_adopt:
+                self._adopt()
             with self.lock:
                 now = self.clock.monotonic()
                 self._apply_results(now)
                 more = self._drain(now)
+                if self._spill_lanes:
+                    more = self._refill() or more
+                if self._unspool:
+                    assert spool is not None
+                    spool.remove(self._unspool)
+                    self._unspool = []
                 self._wake_waiting(now)
                 if not self._stopping:
                     self._dispatch(now)
@@ -415,6 +500,10 @@ class Dispatcher:
         assert self._stop_deadline is not None
         if self._requests_out and time.monotonic() < self._stop_deadline:
             return False
+        if self.spool is not None:
+            self._keep_spooled()
+            self._check_barriers()
+            return True
         for lane in self._lanes.values():
             for partition in lane.partitions.values():
                 if partition.events:
@@ -461,6 +550,8 @@ class Dispatcher:
             deadlines.append(self._lane_timer)
         if self.router is not None:
             deadlines.append(now + 1.0)  # the destinations file is looked at once a second
+        if self.spool is not None:
+            deadlines.append(self._next_adopt)
         if not deadlines:
             return self._interval
         return max(0.0005, min(deadlines) - now)
@@ -496,6 +587,7 @@ class Dispatcher:
         while self._unsealed and self.counters.drained >= self._unsealed[0].target:
             barrier = self._unsealed.popleft()
             barrier.epoch = self._epoch
+            barrier.mark = self.spool.last_seq if self.spool is not None else 0
             self._epoch += 1
             self._sealed.append(barrier)
 
@@ -539,13 +631,24 @@ class Dispatcher:
         key = event.device_id if event.device_id is not None else event.user_id
         assert key is not None
         partition = lane.partitions.get(key)
-        if partition is None:
-            partition = lane.partitions[key] = Partition(key, lane)
         full = (
-            len(partition.events) >= self._capacity
+            (partition is not None and len(partition.events) >= self._capacity)
             or self._buffered + self._in_flight >= self._max_buffered
             or lane.buffered + lane.in_flight >= lane.cap
         )
+        spool = self.spool
+        if spool is not None:
+            # With a backlog on disk, or full buffers, the event joins the backlog: on disk
+            # only, loaded in order when there is room (nothing is dropped but at a full spool).
+            if lane.spilled or full:
+                self._spill(lane, event)
+                return
+            if not spool.add((event,)):
+                self._spool_full(lane)
+                return
+            lane.cursor = event.spool_id
+        if partition is None:
+            partition = lane.partitions[key] = Partition(key, lane)
         if full and not self._make_room(partition):
             self._note_overflow(partition)
             self.counters.drop("overflow")
@@ -553,8 +656,13 @@ class Dispatcher:
             if partition.state == IDLE and not partition.events:
                 del lane.partitions[key]
             return
-        event.epoch = self._epoch
-        self._outstanding[self._epoch] = self._outstanding.get(self._epoch, 0) + 1
+        self._place(partition, event, self._epoch, now)
+
+    def _place(self, partition: Partition, event: Event, epoch: int, now: float) -> None:
+        """Append an admitted event to its partition and schedule it."""
+        lane = partition.lane
+        event.epoch = epoch
+        self._outstanding[epoch] = self._outstanding.get(epoch, 0) + 1
         partition.events.append(event)
         self._buffered += 1
         lane.buffered += 1
@@ -564,6 +672,181 @@ class Dispatcher:
             self._ready_events += 1
         elif partition.state == IDLE:
             self._schedule(partition, now)
+
+    # -- the spool ------------------------------------------------------------------------------
+
+    def _spill(self, lane: Lane, event: Event) -> None:
+        """Put ``event`` in its destination's backlog on disk (not in memory)."""
+        assert self.spool is not None
+        if not self.spool.add((event,)):
+            self._spool_full(lane)
+            return
+        if not lane.spilled:
+            self._spill_lanes[lane.key] = lane
+        lane.spilled += 1
+        self._disk_only += 1
+        epochs = lane.spill_epochs
+        if not epochs or epochs[-1][1] != self._epoch:
+            epochs.append((event.spool_id, self._epoch))
+
+    def _spool_full(self, lane: Lane) -> None:
+        self.counters.drop("overflow")
+        lane.count_drop("overflow")
+        self._log.log(
+            logging.WARNING,
+            "spool-full",
+            "events dropped: the spool is full (AMPLITUDE_SPOOL_MAX_MB=%d); see"
+            " stats()['dropped_by_reason']",
+            self.settings.spool_max_mb,
+        )
+
+    def _refill(self) -> bool:
+        """Load backlogs from disk, oldest first, as far as the buffers have room.
+
+        True when a full slice was loaded and more may follow at once.
+        """
+        assert self.spool is not None
+        more = False
+        now = self.clock.monotonic()
+        for lane in list(self._spill_lanes.values()):
+            room = min(
+                lane.cap - lane.buffered - lane.in_flight,
+                self._max_buffered - self._buffered - self._in_flight,
+                _REFILL,
+                lane.spilled,
+            )
+            if room <= 0:
+                continue
+            events = self.spool.load(lane.cursor, room, destination=lane.key)
+            epochs = lane.spill_epochs
+            for event in events:
+                seq = event.spool_id
+                while len(epochs) > 1 and epochs[1][0] <= seq:
+                    epochs.popleft()
+                lane.cursor = seq
+                lane.spilled -= 1
+                self._disk_only -= 1
+                self._readmit(lane, event, epochs[0][1] if epochs else self._epoch, now)
+            if len(events) < room:
+                self._lost_rows(lane)
+            if lane.spilled <= 0:
+                del self._spill_lanes[lane.key]
+                epochs.clear()
+            elif len(events) == _REFILL:
+                more = True
+        return more
+
+    def _readmit(self, lane: Lane, event: Event, epoch: int, now: float) -> None:
+        """A backlog event back in memory: screened again (consent may have changed)."""
+        if self.screen is not None:
+            reason = self.screen(event)
+            if reason is not None:
+                self.counters.drop(reason)
+                lane.count_drop(reason)
+                self._unspool.append(event)
+                return
+        if event.event_type == IDENTIFY:
+            self._identify_seen = True
+        key = event.device_id if event.device_id is not None else event.user_id
+        assert key is not None
+        partition = lane.partitions.get(key)
+        if partition is None:
+            partition = lane.partitions[key] = Partition(key, lane)
+        self._place(partition, event, epoch, now)
+
+    def _lost_rows(self, lane: Lane) -> None:
+        """The disk had fewer of a backlog's rows than counted: count the rest as lost."""
+        if lane.spilled <= 0:
+            return
+        missing = lane.spilled
+        lane.spilled = 0
+        self._disk_only -= missing
+        self.counters.drop("spool_lost", missing)
+        lane.count_drop("spool_lost", missing)
+        self._log.log(
+            logging.ERROR,
+            "spool-lost",
+            "%d events of destination %r were not found in the spool (was its file changed or"
+            " removed?); counted as dropped (spool_lost)",
+            missing,
+            lane.name,
+        )
+
+    def _take_backlog(self, counts: Mapping[str, int], above: int) -> None:
+        """Spooled rows newer than seq ``above`` that are not in memory (left by an earlier
+        process, or adopted from a dead one) become their destinations' backlogs."""
+        assert self.spool is not None
+        for key, count in counts.items():
+            lane = self._lanes.get(key)
+            if lane is None and key:
+                destination = None if self.router is None else self.router.lookup(key)
+                if destination is not None:
+                    lane = self._add_lane(key, destination, self.clock.monotonic())
+            self.counters.drained += count
+            self._replayed += count
+            if lane is None:
+                gone = self.spool.purge(destination=key, above_seq=above)
+                reason = "unknown_tenant" if key else "no_tenant"
+                self.counters.drop(reason, count)
+                self._log.log(
+                    logging.WARNING,
+                    f"spool-{reason}",
+                    "%d spooled events of destination %r were dropped (%s): it is not"
+                    " configured in this process",
+                    gone,
+                    key or DEFAULT,
+                    reason,
+                )
+                continue
+            if not lane.spilled:
+                lane.cursor = max(lane.cursor, above)
+                self._spill_lanes[key] = lane
+            lane.spilled += count
+            self._disk_only += count
+            if not lane.spill_epochs or lane.spill_epochs[-1][1] != self._epoch:
+                lane.spill_epochs.append((above + 1, self._epoch))
+        self._due = True
+        self.wake.set()
+
+    def _adopt(self) -> None:
+        """Take the spool segments of dead processes (dispatcher thread, outside the lock)."""
+        assert self.spool is not None
+        self._next_adopt = self.clock.monotonic() + ADOPT_SECONDS
+        above = self.spool.last_seq
+        try:
+            taken = self.spool.adopt_orphans()
+            counts = self.spool.counts(above) if taken else {}
+        except OtelAmplitudeError as error:
+            self._log.log(logging.ERROR, "spool-adopt", "spool: %s", error)
+            return
+        if counts:
+            with self.lock:
+                self._take_backlog(counts, above)
+
+    def _keep_spooled(self) -> None:
+        """At shutdown: what is left stays in the spool, for the next process to deliver."""
+        kept = self._buffered + self._in_flight + self._disk_only
+        self._results.clear()
+        self._unanswered.clear()
+        self._requests_out = 0
+        self._buffered += self._in_flight
+        self._in_flight = 0
+        for lane in self._lanes.values():
+            lane.buffered += lane.in_flight
+            lane.in_flight = 0
+            lane.partitions.clear()
+            lane.ready.clear()
+            lane.active = False
+        self._active.clear()
+        self._ready_events = 0
+        self._waiting.clear()
+        if kept:
+            self._log.log(
+                logging.INFO,
+                "spool-kept",
+                "%d undelivered events stay in the spool; the next start delivers them",
+                kept,
+            )
 
     def _count_identify(self, event: Event, now: float) -> None:
         """Warn before a user reaches Amplitude's 1,800 property updates an hour.
@@ -915,7 +1198,8 @@ class Dispatcher:
                     counters.drop(dropped)
                     lane.count_drop(dropped)
                     self._finish(event)
-                elif event.attempts > max_retries:
+                elif event.attempts > max_retries and self.spool is None:
+                    # With the spool an event is never given up: it waits out the outage.
                     self._dead_letter([event], "retries_exhausted", lane)
                 else:
                     counters.retried += 1
@@ -1028,7 +1312,9 @@ class Dispatcher:
         )
 
     def _finish(self, event: Event) -> None:
-        """Record that ``event`` reached a terminal state, for flush barriers."""
+        """Record that ``event`` reached a terminal state, for flush barriers and the spool."""
+        if event.spool_id:
+            self._unspool.append(event)
         epoch = event.epoch
         remaining = self._outstanding.get(epoch, 0) - 1
         if remaining > 0:
@@ -1074,9 +1360,13 @@ class Dispatcher:
         if not self._sealed:
             return
         oldest = min(self._outstanding) if self._outstanding else None
+        # Events in a backlog on disk hold every barrier sealed after they were spooled.
+        on_disk = min((lane.cursor for lane in self._spill_lanes.values()), default=None)
         still: list[Barrier] = []
         for barrier in self._sealed:
-            if oldest is None or oldest > barrier.epoch:
+            if (oldest is None or oldest > barrier.epoch) and (
+                on_disk is None or on_disk >= barrier.mark
+            ):
                 barrier.done.set()
             else:
                 still.append(barrier)
@@ -1110,7 +1400,7 @@ class Dispatcher:
                 rejected=c.rejected,
                 dropped=c.dropped,
                 dead_lettered=c.dead_lettered,
-                buffered=self._buffered + waiting,
+                buffered=self._buffered + waiting + self._disk_only,
                 in_flight=self._in_flight,
                 retried=c.retried,
                 throttled=c.throttled,
@@ -1124,6 +1414,9 @@ class Dispatcher:
                 paused_destinations=held,
                 destinations=destinations,
                 destinations_reload_errors=0 if self.router is None else self.router.reload_errors,
+                spooled=0 if self.spool is None else self.spool.rows,
+                backlog_on_disk=self._disk_only,
+                replayed=self._replayed,
                 latency_ms_mean=(c.latency_sum / c.latency_count * 1000.0)
                 if c.latency_count
                 else 0.0,

@@ -62,6 +62,10 @@ class Lane:
         "hold_until",
         "identify_url",
         "in_flight",
+        "key",
+        "cursor",
+        "spill_epochs",
+        "spilled",
         "max_bytes",
         "name",
         "partitions",
@@ -85,6 +89,7 @@ class Lane:
         name: str,
         destination: Destination,
         *,
+        key: str,
         use_batch: bool,
         server_url: str | None,
         cap: int,
@@ -92,6 +97,13 @@ class Lane:
         arrivals: int,
     ) -> None:
         self.name = name
+        self.key = key  # the events' ``destination``: "" for the default one, else the tenant
+        # With the spool: events of this destination on disk only (not in memory), all with a
+        # spool seq above ``cursor``; ``spill_epochs`` maps their seqs to flush epochs, as
+        # (first seq, epoch) pairs in order.
+        self.spilled = 0
+        self.cursor = 0
+        self.spill_epochs: deque[tuple[int, int]] = deque()
         self.partitions: dict[str, Partition] = {}
         self.ready: deque[Partition] = deque()
         self.active = False  # in the dispatcher's round-robin of lanes with ready partitions

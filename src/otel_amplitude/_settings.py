@@ -362,6 +362,24 @@ class _AttributeName(_Parser[str]):
         return self.from_text(value.strip())
 
 
+class _DirectoryPath(_Parser[str]):
+    """A path to a directory (created if missing); not an existing file."""
+
+    accepted = "a path to a directory, which is created if missing"
+
+    def from_text(self, text: str) -> str:
+        if not text.isprintable() or (os.path.exists(text) and not os.path.isdir(text)):
+            raise self._invalid()
+        return text
+
+    def from_value(self, value: object) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
 class _RedisURL(_Parser[str | None]):
     """A ``redis://`` or ``rediss://`` URL; a password in it is never shown."""
 
@@ -765,6 +783,37 @@ class Settings:
         " a hashed email can be confirmed by guessing). Never shown.",
         why="A secret has no default; an unkeyed hash of an email address is trivially"
         " reversed by hashing candidate addresses.",
+    )
+    spool_dir: str | None = setting(
+        env="AMPLITUDE_SPOOL_DIR",
+        parse=_Optional(_DirectoryPath()),
+        default=None,
+        doc="Turns on the durable spool: events are kept in an SQLite database in this"
+        " directory (created if missing) until Amplitude has them, so that a crash, a"
+        " `kill -9`, a deploy or an outage of hours loses nothing; what a process leaves is"
+        " delivered by the next one. Several processes may share the directory. See"
+        " docs/spool.md.",
+        why="Off: events live in memory only, which costs no disk and suits most services; the"
+        " spool is for events that must not be lost.",
+    )
+    spool_sync_ms: int = setting(
+        env="AMPLITUDE_SPOOL_SYNC_MS",
+        parse=_Integer(10, 60_000),
+        default=200,
+        doc="How often the spool commits what was submitted, in milliseconds (one group"
+        " commit, off the caller's thread): an event submitted more than this before a crash"
+        " is delivered after the next start.",
+        why="200 ms: a crash loses at most a fifth of a second of events, and the disk sees at"
+        " most five commits a second however many events there are.",
+    )
+    spool_max_mb: int = setting(
+        env="AMPLITUDE_SPOOL_MAX_MB",
+        parse=_Integer(1, 1_000_000),
+        default=1024,
+        doc="The most the spool keeps on disk, in megabytes (about 330 bytes per typical"
+        " event). Past it new events are dropped and counted (`overflow`).",
+        why="1 GB: about three million typical events, hours of a busy service's events while"
+        " Amplitude is unreachable.",
     )
     shutdown_timeout_ms: int = setting(
         env="AMPLITUDE_SHUTDOWN_TIMEOUT_MS",

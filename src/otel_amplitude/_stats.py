@@ -44,6 +44,9 @@ class Stats(TypedDict):
     another event's rejection); ``throttled`` counts events that met a 429 for their id.
     ``destinations`` breaks the figures down by destination (``default`` is the project of
     ``AMPLITUDE_API_KEY``); ``destination_paused`` is True while any of them is paused.
+    With the spool: ``spooled`` rows are on disk (every buffered event has one),
+    ``backlog_on_disk`` of the buffered events are on disk only, and ``replayed`` events were
+    found there, left by an earlier or a dead process (they count as submitted).
     """
 
     submitted: int
@@ -65,6 +68,9 @@ class Stats(TypedDict):
     paused_destinations: int
     destinations: dict[str, DestinationStats]
     destinations_reload_errors: int
+    spooled: int
+    backlog_on_disk: int
+    replayed: int
     latency_ms_mean: float
     latency_ms_max: float
     identify_limit_warnings: int
