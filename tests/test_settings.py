@@ -340,7 +340,8 @@ INVALID: list[tuple[str, str, str]] = [
      f" {__file__!r}"),
     ("AMPLITUDE_SPOOL_SYNC_MS", "5",
      "AMPLITUDE_SPOOL_SYNC_MS must be an integer from 10 to 60000, got '5'"),
-    ("AMPLITUDE_SPOOL_MAX_MB", "0", "AMPLITUDE_SPOOL_MAX_MB must be an integer from 1 to 1000000, got '0'"),
+    ("AMPLITUDE_SPOOL_MAX_MB", "0",
+     "AMPLITUDE_SPOOL_MAX_MB must be an integer from 1 to 1000000, got '0'"),
 ]  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ._backoff import Backoff
 from ._clock import Clock
+from ._consent_store import SCOPE
 from ._destinations import DEFAULT, Destination, Router
 from ._event import Event, to_wire
 from ._identify import IDENTIFY
@@ -35,7 +36,6 @@ from ._sender import Delivery, Transport, deliver
 from ._settings import Settings
 from ._spool import Spool
 from ._stats import Counters, DestinationStats, Stats
-from ._consent_store import SCOPE
 from .exceptions import InvalidEventError, OtelAmplitudeError
 
 __all__ = ["Barrier", "DeadLetterCallback", "Deferred", "Dispatcher"]
