@@ -101,6 +101,13 @@ def _spool_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spool_drain(args: argparse.Namespace) -> int:
+    """Deliver the events that dead processes left in a spool directory."""
+    from ._spool_drain import drain_spool
+
+    return drain_spool(args.path, timeout=args.timeout, quiet=args.quiet)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> None:
     """Print ``rows`` under ``header``: the first ``left`` columns left-aligned, numbers right."""
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
@@ -144,6 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     inspect.add_argument("path", metavar="PATH", help="the spool directory")
     inspect.set_defaults(run=_spool_inspect)
+    drain = spool_commands.add_parser(
+        "drain",
+        help="deliver what dead processes left in a spool, with the AMPLITUDE_* configuration",
+    )
+    drain.add_argument("path", metavar="PATH", help="the spool directory")
+    drain.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
+    drain.add_argument("--quiet", action="store_true", help="no progress bar")
+    drain.set_defaults(run=_spool_drain)
 
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from otel_amplitude import Client, Settings, SpoolError
+from otel_amplitude.__main__ import main
 from otel_amplitude.testing import AmplitudeServer, ManualClock
 
 from .conftest import API_KEY, MakeClient, assert_conserved, assert_in_order, drive
@@ -336,3 +337,40 @@ def test_two_processes_share_a_spool_directory_and_each_event_is_delivered_once(
     assert server.duplicates == 0
     assert here.stats()["replayed"] == 400
     assert here.flush(timeout=5)
+
+
+def test_spool_drain_delivers_what_a_dead_process_left_with_a_progress_bar(
+    server: AmplitudeServer,
+    make_client: MakeClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    spool = str(tmp_path / "spool")
+    outage(server)
+    first = make_client(spool_dir=spool)
+    ids = track_seq(first, 250, devices=4)
+    first.shutdown(timeout=0.2)
+    recover(server)
+    for name in [n for n in os.environ if n.startswith("AMPLITUDE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AMPLITUDE_API_KEY", API_KEY)
+    monkeypatch.setenv("AMPLITUDE_SERVER_URL", server.url)
+
+    assert main(["spool", "drain", spool, "--timeout", "20"]) == 0
+
+    out = capsys.readouterr().out
+    assert "[##############################]       250/250 events" in out
+    assert "drained 250 events" in out
+    assert "0 left in the spool" in out
+    assert sorted(stored_ids(server)) == sorted(ids)
+    assert_in_order(server.events)
+    assert os.listdir(spool) == []  # an empty spool leaves no file behind
+
+
+def test_spool_drain_of_a_bad_directory_says_why(tmp_path: Path, capsys: Any):
+    (tmp_path / "notes.txt").write_text("hello")
+
+    assert main(["spool", "drain", str(tmp_path)]) == 2
+
+    assert "notes.txt" in capsys.readouterr().err
