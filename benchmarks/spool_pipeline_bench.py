@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import shutil
 import tempfile
 import time
@@ -32,15 +33,21 @@ def caller_costs(url: str, calls: int, repeats: int) -> list[str]:
     for repeat in range(repeats):
         for spool_on in (False, True) if repeat % 2 == 0 else (True, False):
             directory = tempfile.mkdtemp(prefix="spool-bench-")
-            extra = {"spool_dir": directory} if spool_on else {}
-            client = Client(settings_for(url, calls * 3, **extra), name="spool-bench")
+            settings = settings_for(url, calls * 3)
+            if spool_on:
+                settings = settings.replace(spool_dir=directory)
+            client = Client(settings, name="spool-bench")
             try:
                 logger = handler_logger(f"bench.spool.{repeat}.{spool_on}", client)
-                emitters: dict[str, Callable[[int], object]] = {
-                    "logger.info via AmplitudeHandler": lambda i, log=logger: log.info(
+
+                def log(i: int, logger: logging.Logger = logger) -> None:
+                    logger.info(
                         "report_exported",
                         extra={"user_id": f"user-{i % USERS:06d}", "format": "pdf", "pages": 3},
-                    ),
+                    )
+
+                emitters: dict[str, Callable[[int], object]] = {
+                    "logger.info via AmplitudeHandler": log,
                     "client.track": track_emitter(client, USERS),
                 }
                 setup = "on" if spool_on else "off"
