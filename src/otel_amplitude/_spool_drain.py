@@ -66,10 +66,11 @@ def drain_spool(
         _progress(out, stats["accepted"] + stats["rejected"] + stats["dropped"], total, seconds)
         print(file=out)
     rate = stats["accepted"] / seconds if seconds > 0 else 0.0
+    reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats["dropped_by_reason"].items()))
     print(
         f"drained {total:,} events in {seconds:.1f} s ({rate:,.0f} events/s): accepted"
         f" {stats['accepted']:,}, rejected {stats['rejected']:,}, dropped {stats['dropped']:,}"
-        f" {dict(stats['dropped_by_reason']) or ''}; {left:,} left in the spool",
+        f"{f' ({reasons})' if reasons else ''}; {left:,} left in the spool",
         file=out,
     )
     return 0 if left == 0 else 1
