@@ -183,7 +183,7 @@ def touch(path: Path, text: str) -> None:
     os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
 
 
-def test_the_router_notices_a_change_at_most_once_a_second(tmp_path: Path):
+def test_the_router_reads_a_change_once_it_stood_still_for_a_second(tmp_path: Path):
     clock = ManualClock()
     path = tmp_path / "d.toml"
     path.write_text(f'[tenants.acme]\napi_key = "{KEY}"\n')
@@ -192,6 +192,8 @@ def test_the_router_notices_a_change_at_most_once_a_second(tmp_path: Path):
     assert router.poll() is None  # nothing changed
     touch(path, f'[tenants.acme]\napi_key = "{KEY}"\n[tenants.globex]\napi_key = "{KEY}"\n')
     assert router.poll() is None  # looked less than a second ago
+    clock.advance(1.0)
+    assert router.poll() is None  # changed: perhaps still being written
     clock.advance(1.0)
 
     table = router.poll()
@@ -211,6 +213,8 @@ def test_a_rotated_secret_file_counts_as_a_change(tmp_path: Path):
 
     touch(secret, "acme-key-rotated-0002")
     clock.advance(1.0)
+    assert router.poll() is None
+    clock.advance(1.0)
     table = router.poll()
 
     assert table is not None
@@ -226,6 +230,8 @@ def test_a_bad_change_keeps_the_previous_table_and_counts_once(tmp_path: Path):
     touch(path, "[tenants.acme\n")
     clock.advance(1.0)
     assert router.poll() is None
+    clock.advance(1.0)
+    assert router.poll() is None
     with pytest.raises(ConfigError, match="not valid TOML"):
         router.reload()
     clock.advance(1.0)
@@ -233,6 +239,34 @@ def test_a_bad_change_keeps_the_previous_table_and_counts_once(tmp_path: Path):
 
     assert router.reload_errors == 1
     assert router.lookup("acme") == Destination("acme", KEY)
+
+
+def test_a_file_being_rewritten_in_place_is_never_read_half_written(tmp_path: Path):
+    clock = ManualClock()
+    path = tmp_path / "d.toml"
+    path.write_text(f'[tenants.acme]\napi_key = "{KEY}"\n')
+    router = Router(path=str(path), monotonic=clock.monotonic)
+
+    touch(path, "")  # truncated, the new content not written yet
+    clock.advance(1.0)
+    assert router.poll() is None
+    touch(path, f'[tenants.acme]\napi_key = "{KEY}"\n[tenants.globex]\napi_key = "{KEY}"\n')
+    clock.advance(1.0)
+    assert router.poll() is None  # still moving
+    clock.advance(1.0)
+
+    table = router.poll()
+
+    assert table is not None
+    assert sorted(table) == ["acme", "globex"]
+    assert router.reload_errors == 0
+
+
+def test_an_empty_file_is_refused_rather_than_removing_every_tenant(tmp_path: Path):
+    path = write(tmp_path / "d.toml", "# nothing yet\n")
+
+    with pytest.raises(ConfigError, match="the file must name at least one tenant"):
+        read_destinations(path)
 
 
 def test_a_failing_resolver_drops_the_tenant_and_is_asked_again_later():

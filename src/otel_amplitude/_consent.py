@@ -124,29 +124,17 @@ class Gate:
         """The reason to drop anything about this user or device (at ``tenant``), or None."""
         if not self.ready:
             return "consent_unavailable"
-        scoped = self.scoped and bool(tenant)
+        scope = tenant + SCOPE if self.scoped and tenant else None
         user_state: State | None = None
         if user_id is not None:
-            user_state = self.users.get(user_id)
+            user_state = _state(self.users, user_id, scope)
             if user_state is not None and user_state != "opted_in":
                 return user_state
-            if scoped:
-                own = self.users.get(tenant + SCOPE + user_id)
-                if own is not None:
-                    if own != "opted_in":
-                        return own
-                    user_state = own
         device_state: State | None = None
         if device_id is not None and self.devices:
-            device_state = self.devices.get(device_id)
+            device_state = _state(self.devices, device_id, scope)
             if device_state is not None and device_state != "opted_in":
                 return device_state
-            if scoped:
-                own = self.devices.get(tenant + SCOPE + device_id)
-                if own is not None:
-                    if own != "opted_in":
-                        return own
-                    device_state = own
         if self.opt_in and (user_state if user_id is not None else device_state) != "opted_in":
             return "no_consent"
         return None
@@ -650,6 +638,15 @@ class Consent:
 
     def __repr__(self) -> str:
         return f"Consent(mode={self.mode!r}, store={self._store!r})"
+
+
+def _state(table: dict[str, State], subject: str, scope: str | None) -> State | None:
+    """A subject's state: a block everywhere wins, then its tenant's record, then everywhere's."""
+    everywhere = table.get(subject)
+    if scope is None or (everywhere is not None and everywhere != "opted_in"):
+        return everywhere
+    own = table.get(scope + subject)
+    return everywhere if own is None else own
 
 
 def _tenant_project(tenant: str) -> str:

@@ -213,6 +213,9 @@ def read_destinations(path: str, environ: Mapping[str, str] | None = None) -> De
     if not isinstance(tenants, dict):
         problems.append("'tenants' must be a table of [tenants.NAME] tables")
         tenants = {}
+    elif not tenants:
+        # Also what a reader sees of a file being rewritten in place: never "remove them all".
+        problems.append("no [tenants.NAME] table: the file must name at least one tenant")
     destinations: dict[str, Destination] = {}
     secret_files: list[str] = []
     for name, table in tenants.items():
@@ -317,6 +320,7 @@ class Router:
         self._monotonic = monotonic
         self._log = RateLimitedLog(monotonic)
         self._next_poll = 0.0
+        self._changing: tuple[tuple[str, tuple[int, int, int] | None], ...] | None = None
         self._lock = threading.Lock()  # poll (dispatcher thread) against reload (any thread)
         self._refused: tuple[tuple[str, tuple[int, int, int] | None], ...] | None = None
         self.reload_errors = 0
@@ -380,8 +384,10 @@ class Router:
     def poll(self) -> Mapping[str, Destination] | None:
         """The new table when the file (or a secret it names) changed; at most once a second.
 
-        A malformed new file is refused: logged (once a minute), counted in
-        ``reload_errors``, and the previous table stays in force.
+        A change is read once it has stood still for one look (a second), so that a file
+        being rewritten in place is not read half-written. A malformed new file is refused:
+        logged (once a minute), counted in ``reload_errors``, and the previous table stays in
+        force.
         """
         if self._path is None:
             return None
@@ -390,8 +396,14 @@ class Router:
             return None
         self._next_poll = now + POLL_SECONDS
         assert self._file is not None
-        if all(_signature(p) == sig for p, sig in self._file.signatures):
+        seen = tuple((p, _signature(p)) for p, _ in self._file.signatures)
+        if seen == self._file.signatures:
+            self._changing = None
             return None
+        if seen != self._changing:
+            self._changing = seen  # changed since the last look: read it at the next
+            return None
+        self._changing = None
         try:
             return self.reload()
         except ConfigError as error:

@@ -1435,7 +1435,7 @@ def _lane_stats(lane: Lane, now: float) -> DestinationStats:
         rejected=lane.rejected,
         dropped=lane.dropped,
         dead_lettered=lane.dead_lettered,
-        buffered=lane.buffered,
+        buffered=lane.buffered + lane.spilled,
         in_flight=lane.in_flight,
         retried=lane.retried,
         throttled=lane.throttled,

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._stats import DestinationStats, Stats
+from ._stats import Outcomes, Stats
 
 __all__ = ["Health", "Status", "health"]
 
@@ -103,8 +103,8 @@ def health(
 
 
 def _judge(
-    current: Stats | DestinationStats,
-    previous: Stats | DestinationStats | None,
+    current: Outcomes,
+    previous: Outcomes | None,
     seconds: float | None,
     *,
     key_paused: bool,

@@ -308,8 +308,19 @@ class _Optional(_Parser[T | None]):
         return "not set" if value is None else self.inner.show(value)
 
 
-class _FilePath(_Parser[str | None]):
-    """A path to a file (created if missing); not a directory. Empty means unset."""
+class _Path(_Parser[str]):
+    """A file system path given as text or a ``PathLike``; subclasses say what it must be."""
+
+    def from_value(self, value: object) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self._invalid()
+        return self.from_text(value.strip())
+
+
+class _FilePath(_Path):
+    """A path to a file (created if missing); not a directory."""
 
     accepted = "a path to a file, which is created if missing"
 
@@ -318,17 +329,8 @@ class _FilePath(_Parser[str | None]):
             raise self._invalid()
         return text
 
-    def from_value(self, value: object) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value.strip():
-            raise self._invalid()
-        return self.from_text(value.strip())
 
-
-class _ExistingFile(_Parser[str]):
+class _ExistingFile(_Path):
     """A path to a file that exists and is readable (read later, not created)."""
 
     accepted = "a path to an existing, readable file"
@@ -338,12 +340,16 @@ class _ExistingFile(_Parser[str]):
             raise self._invalid()
         return text
 
-    def from_value(self, value: object) -> str:
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value.strip():
+
+class _DirectoryPath(_Path):
+    """A path to a directory (created if missing); not an existing file."""
+
+    accepted = "a path to a directory, which is created if missing"
+
+    def from_text(self, text: str) -> str:
+        if not text.isprintable() or (os.path.exists(text) and not os.path.isdir(text)):
             raise self._invalid()
-        return self.from_text(value.strip())
+        return text
 
 
 class _AttributeName(_Parser[str]):
@@ -358,24 +364,6 @@ class _AttributeName(_Parser[str]):
 
     def from_value(self, value: object) -> str:
         if not isinstance(value, str):
-            raise self._invalid()
-        return self.from_text(value.strip())
-
-
-class _DirectoryPath(_Parser[str]):
-    """A path to a directory (created if missing); not an existing file."""
-
-    accepted = "a path to a directory, which is created if missing"
-
-    def from_text(self, text: str) -> str:
-        if not text.isprintable() or (os.path.exists(text) and not os.path.isdir(text)):
-            raise self._invalid()
-        return text
-
-    def from_value(self, value: object) -> str:
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value.strip():
             raise self._invalid()
         return self.from_text(value.strip())
 
@@ -539,7 +527,7 @@ class Settings:
         " optional `secret_key`, `zone`, `server_url`, `environment`, `max_events_per_second`,"
         " `max_requests_per_second`, `max_buffered_events`; keys inline, `env:NAME` or"
         " `file:/path`). Events name their tenant (`track(..., tenant=)`, `extra`, `bind`, the"
-        " span attribute `amplitude.tenant`) and go to that project. Re-read within 5 s of a"
+        " span attribute `amplitude.tenant`) and go to that project. Re-read within about 2 s of a"
         " change; a malformed change is refused and the previous table kept. See"
         " docs/destinations.md.",
         why="Unset: one project, the one of `AMPLITUDE_API_KEY`, and `tenant` is an ordinary"
@@ -733,7 +721,7 @@ class Settings:
     )
     consent_db: str | None = setting(
         env="AMPLITUDE_CONSENT_DB",
-        parse=_FilePath(),
+        parse=_Optional(_FilePath()),
         default=None,
         doc="An SQLite file that keeps opt-outs, opt-ins, deletions and pending deletion"
         " requests across restarts, shared by every process of the machine that names it"

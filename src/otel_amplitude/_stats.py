@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["Counters", "DestinationStats", "Stats"]
+__all__ = ["Counters", "DestinationStats", "Outcomes", "Stats"]
 
 
-class DestinationStats(TypedDict):
-    """One destination's share of :class:`Stats` (``stats()["destinations"][name]``).
-
-    Counts events from the moment they reached the destination's buffers: drops before that
-    (invalid, no identity, unknown tenant, consent at the caller) are only in the totals.
-    ``destination_paused`` is True while Amplitude refuses its key or URL (``paused_reason``
-    says which answer); ``zone`` and ``environment`` are its configuration.
-    """
+class Outcomes(TypedDict):
+    """What happened to events, and what is held now: the figures of the whole client and of
+    each of its destinations alike (what ``health()`` judges)."""
 
     accepted: int
     rejected: int
@@ -31,12 +26,23 @@ class DestinationStats(TypedDict):
     requests: int
     responses_by_status: dict[str, int]
     destination_paused: bool
+
+
+class DestinationStats(Outcomes):
+    """One destination's share of :class:`Stats` (``stats()["destinations"][name]``).
+
+    Counts events from the moment they reached the destination's buffers: drops before that
+    (invalid, no identity, unknown tenant, consent at the caller) are only in the totals.
+    ``destination_paused`` is True while Amplitude refuses its key or URL (``paused_reason``
+    says which answer); ``zone`` and ``environment`` are its configuration.
+    """
+
     paused_reason: str | None
     zone: str
     environment: str | None
 
 
-class Stats(TypedDict):
+class Stats(Outcomes):
     """A consistent snapshot of the pipeline.
 
     At every instant: ``submitted == accepted + rejected + dropped + dead_lettered + buffered +
@@ -50,21 +56,6 @@ class Stats(TypedDict):
     """
 
     submitted: int
-    accepted: int
-    rejected: int
-    dropped: int
-    dead_lettered: int
-    buffered: int
-    in_flight: int
-    retried: int
-    throttled: int
-    paused_partitions: int
-    rejected_by_reason: dict[str, int]
-    dropped_by_reason: dict[str, int]
-    dead_lettered_by_reason: dict[str, int]
-    requests: int
-    responses_by_status: dict[str, int]
-    destination_paused: bool
     paused_destinations: int
     destinations: dict[str, DestinationStats]
     destinations_reload_errors: int
