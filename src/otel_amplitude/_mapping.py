@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from math import isfinite as _isfinite
 from typing import Any
 
 from opentelemetry import trace
@@ -19,7 +20,7 @@ from ._context import Identity, current_identity
 from ._event import Event
 from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
-from ._validate import make_event
+from ._validate import MAX_PROPERTY_KEYS, MAX_STRING_LENGTH, make_event
 
 __all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_identity"]
 
@@ -27,6 +28,14 @@ __all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_
 _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "user_id",
                          "device_id"})  # fmt: skip
 _TOP_LEVEL = TOP_LEVEL_FIELDS - _OWN_FIELDS
+#: Every key the mapping routes by name; any other key is an event property.
+_ROUTED = TOP_LEVEL_FIELDS | _OWN_FIELDS
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+#: Types that are never a Mapping: ``_fits`` skips the (slow) ABC check for them.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_IDS = frozenset({"user_id", "device_id"})
+_KIND: dict[str, FieldKind] = {name: FIELD_BY_NAME[name].kind for name in _TOP_LEVEL}
 #: Span attributes that name the user (OTel semantic conventions, old and new).
 _USER_ATTRIBUTES = ("amplitude.user_id", "enduser.id", "user.id")
 
@@ -41,7 +50,22 @@ def _fits(kind: FieldKind, value: object) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is FieldKind.BOOLEAN:
         return isinstance(value, bool)
-    return isinstance(value, Mapping)
+    return type(value) is dict or (type(value) not in _SCALARS and isinstance(value, Mapping))
+
+
+def _plain(key: object, value: object) -> bool:
+    """Whether ``key: value`` is already JSON-safe as it is (what ``json_safe`` keeps unchanged):
+    an ASCII string key and a short ASCII string, an int64, a finite float, a bool or None."""
+    if type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii():
+        return False
+    kind = type(value)
+    if kind is str:
+        return len(value) <= MAX_STRING_LENGTH and value.isascii()  # type: ignore[arg-type,attr-defined]
+    if kind is int:
+        return _I64_MIN <= value <= _I64_MAX  # type: ignore[operator]
+    if kind is float:
+        return _isfinite(value)  # type: ignore[arg-type]
+    return value is None or kind is bool
 
 
 class _Bound(enum.Enum):
@@ -97,26 +121,48 @@ class EventMapper:
         identity bound where the event was emitted, when ``build`` runs elsewhere.
         """
         event_properties: dict[str, Any] = dict(properties) if properties else {}
+        # Whether every property is already JSON-safe as it is: then make_event keeps the dict
+        # built here instead of converting it into another one (the common case).
+        plain = all(_plain(k, v) for k, v in event_properties.items()) if properties else True
         user_properties: dict[str, Any] | None = None
         fields: dict[str, Any] | None = None
         user_id = values.get("user_id")
         device_id = values.get("device_id")
         for key, value in values.items():
-            # A key naming an Amplitude field goes to the top level only when its value has that
-            # field's type: extra={"plan": "pro"} stays a property, as its author meant.
-            if key in _TOP_LEVEL and (key == "time" or _fits(FIELD_BY_NAME[key].kind, value)):
-                if fields is None:
-                    fields = {}
-                fields[key] = value
-            elif key in _OWN_FIELDS:
-                if key == "event_properties" and isinstance(value, Mapping):
-                    event_properties.update(value)
-                elif key == "user_properties" and isinstance(value, Mapping):
-                    user_properties = {**(user_properties or {}), **value}
-                elif key in ("event_type", "event_properties", "user_properties"):
-                    event_properties[key] = value
-            else:
-                event_properties[key] = value
+            if key in _ROUTED:
+                # A key naming an Amplitude field goes to the top level only when its value has
+                # that field's type: extra={"plan": "pro"} stays a property, as its author meant.
+                if key in _TOP_LEVEL and (key == "time" or _fits(_KIND[key], value)):
+                    if fields is None:
+                        fields = {}
+                    fields[key] = value
+                    continue
+                if key in _OWN_FIELDS:
+                    if key in _IDS:
+                        continue
+                    if isinstance(value, Mapping):
+                        if key == "event_properties":
+                            event_properties.update(value)
+                            plain = False
+                            continue
+                        if key == "user_properties":
+                            user_properties = {**(user_properties or {}), **value}
+                            continue
+            event_properties[key] = value
+            if plain:  # inline, as _plain: this loop runs for every property of every event
+                kind = type(value)
+                if kind is str:
+                    plain = len(value) <= MAX_STRING_LENGTH and value.isascii()
+                elif kind is int:
+                    plain = _I64_MIN <= value <= _I64_MAX
+                elif kind is float:
+                    plain = _isfinite(value)
+                else:
+                    plain = value is None or kind is bool
+                if plain and (
+                    type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii()
+                ):
+                    plain = False
 
         if fields is not None:
             event_time = fields.pop("time", None)
@@ -156,6 +202,7 @@ class EventMapper:
             user_properties=user_properties,
             fields=fields,
             min_id_length=self._min_id_length,
+            owned=plain and len(event_properties) <= MAX_PROPERTY_KEYS,
         )
 
 

@@ -97,6 +97,9 @@ USER_PROPERTY_OPERATIONS: frozenset[str] = frozenset(
     }
 )
 
+#: The lengths of the ids in INVALID_IDS: an id of another length is not one of them, whatever
+#: its case, so most ids are never lower-cased.
+_INVALID_ID_LENGTHS = frozenset(len(invalid) for invalid in INVALID_IDS)
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -124,6 +127,7 @@ def make_event(
     fields: Mapping[str, object] | None = None,
     min_id_length: int | None = None,
     created: float | None = None,
+    owned: bool = False,
 ) -> Event:
     """Validate and normalise one event; raise :class:`InvalidEventError` if it cannot be sent.
 
@@ -133,6 +137,10 @@ def make_event(
     :func:`json_safe`; an empty properties mapping is not sent. ``fields`` takes the other
     top-level fields by Python or wire name (see :mod:`otel_amplitude._fields`); a None value
     there means "not set". ``created`` defaults to ``time.monotonic()``.
+
+    ``owned``: ``event_properties`` is a dict of at most 1,024 entries that :func:`json_safe`
+    would keep as it is, made for this event alone; the event takes it instead of a copy (the
+    mappers' fast path).
     """
     if type(event_type) is not str:
         event_type = _str_of_str("event_type", event_type)
@@ -171,7 +179,11 @@ def make_event(
         device_id,
         ms,
         insert_id,
-        None if event_properties is None else _properties("event_properties", event_properties),
+        None
+        if event_properties is None
+        else (event_properties or None)  # type: ignore[arg-type]
+        if owned
+        else _properties("event_properties", event_properties),
         None if user_properties is None else _user_properties(user_properties),
         None if not fields else _extra_fields(fields),
         _time.monotonic() if created is None else created,
@@ -224,11 +236,11 @@ def _id(field: str, value: object, min_length: int) -> str:
             raise InvalidEventError(
                 field, f"must be a string (or an int), got {type(value).__name__}"
             )
-    if value.lower() in INVALID_IDS:
+    length = len(value)
+    if length in _INVALID_ID_LENGTHS and value.lower() in INVALID_IDS:
         raise InvalidEventError(
             field, f"is {value!r}, which Amplitude rejects as an invalid id; omit it instead"
         )
-    length = len(value)
     if length == 0:
         raise InvalidEventError(field, "is empty; omit it instead")
     if length < min_length:
