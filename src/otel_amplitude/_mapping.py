@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from math import isfinite as _isfinite
 from typing import Any
 
 from opentelemetry import trace
@@ -20,7 +19,7 @@ from ._context import Identity, current_identity
 from ._event import Event
 from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
-from ._validate import MAX_PROPERTY_KEYS, MAX_STRING_LENGTH, make_event
+from ._validate import kept_as_is, make_event
 
 __all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_identity"]
 
@@ -30,8 +29,6 @@ _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "u
 _TOP_LEVEL = TOP_LEVEL_FIELDS - _OWN_FIELDS
 #: Every key the mapping routes by name; any other key is an event property.
 _ROUTED = TOP_LEVEL_FIELDS | _OWN_FIELDS
-_I64_MIN = -(2**63)
-_I64_MAX = 2**63 - 1
 #: Types that are never a Mapping: ``_fits`` skips the (slow) ABC check for them.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _IDS = frozenset({"user_id", "device_id"})
@@ -51,21 +48,6 @@ def _fits(kind: FieldKind, value: object) -> bool:
     if kind is FieldKind.BOOLEAN:
         return isinstance(value, bool)
     return type(value) is dict or (type(value) not in _SCALARS and isinstance(value, Mapping))
-
-
-def _plain(key: object, value: object) -> bool:
-    """Whether ``key: value`` is already JSON-safe as it is (what ``json_safe`` keeps unchanged):
-    an ASCII string key and a short ASCII string, an int64, a finite float, a bool or None."""
-    if type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii():
-        return False
-    kind = type(value)
-    if kind is str:
-        return len(value) <= MAX_STRING_LENGTH and value.isascii()  # type: ignore[arg-type,attr-defined]
-    if kind is int:
-        return _I64_MIN <= value <= _I64_MAX  # type: ignore[operator]
-    if kind is float:
-        return _isfinite(value)  # type: ignore[arg-type]
-    return value is None or kind is bool
 
 
 class _Bound(enum.Enum):
@@ -121,9 +103,6 @@ class EventMapper:
         identity bound where the event was emitted, when ``build`` runs elsewhere.
         """
         event_properties: dict[str, Any] = dict(properties) if properties else {}
-        # Whether every property is already JSON-safe as it is: then make_event keeps the dict
-        # built here instead of converting it into another one (the common case).
-        plain = all(_plain(k, v) for k, v in event_properties.items()) if properties else True
         user_properties: dict[str, Any] | None = None
         fields: dict[str, Any] | None = None
         user_id = values.get("user_id")
@@ -143,26 +122,11 @@ class EventMapper:
                     if isinstance(value, Mapping):
                         if key == "event_properties":
                             event_properties.update(value)
-                            plain = False
                             continue
                         if key == "user_properties":
                             user_properties = {**(user_properties or {}), **value}
                             continue
             event_properties[key] = value
-            if plain:  # inline, as _plain: this loop runs for every property of every event
-                kind = type(value)
-                if kind is str:
-                    plain = len(value) <= MAX_STRING_LENGTH and value.isascii()
-                elif kind is int:
-                    plain = _I64_MIN <= value <= _I64_MAX
-                elif kind is float:
-                    plain = _isfinite(value)
-                else:
-                    plain = value is None or kind is bool
-                if plain and (
-                    type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii()
-                ):
-                    plain = False
 
         if fields is not None:
             event_time = fields.pop("time", None)
@@ -202,7 +166,8 @@ class EventMapper:
             user_properties=user_properties,
             fields=fields,
             min_id_length=self._min_id_length,
-            owned=plain and len(event_properties) <= MAX_PROPERTY_KEYS,
+            # Made here for this event: kept as it is when nothing in it needs converting.
+            owned=kept_as_is(event_properties),
         )
 
 

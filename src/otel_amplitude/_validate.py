@@ -50,6 +50,7 @@ __all__ = [
     "USER_PROPERTY_OPERATIONS",
     "JSONValue",
     "json_safe",
+    "kept_as_is",
     "make_event",
 ]
 
@@ -196,6 +197,33 @@ def json_safe(value: object, *, field: str = "value") -> JSONValue:
     The result shares nothing mutable with ``value``: the caller may change theirs afterwards.
     """
     return _convert(value, field, None, 0)
+
+
+def kept_as_is(properties: dict[str, Any]) -> bool:
+    """Whether :func:`make_event` would keep ``properties`` as they are, only copied.
+
+    True when there are at most 1,024 of them, every key is an ASCII string of at most 1,024
+    characters and every value one too, or an int64, a finite float, a bool or None. A mapper
+    that made ``properties`` for one event then passes ``owned=True`` and saves the copy.
+    """
+    if len(properties) > MAX_PROPERTY_KEYS:
+        return False
+    for key, value in properties.items():
+        if type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING_LENGTH or not value.isascii():
+                return False
+        elif kind is int:
+            if not _I64_MIN <= value <= _I64_MAX:
+                return False
+        elif kind is float:
+            if not _isfinite(value):
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
 
 
 # -- strings and ids -----------------------------------------------------------------------------
@@ -502,6 +530,9 @@ _EXTRA_BY_NAME: dict[str, FieldSpec] = {
 _NAMES_BY_LOWER: dict[str, str] = {name.lower(): name for name in FIELD_BY_NAME}
 
 
+_STRING = FieldKind.STRING
+
+
 def _extra_fields(fields: Mapping[str, object]) -> dict[str, JSONValue] | None:
     if not isinstance(fields, Mapping):
         raise InvalidEventError(
@@ -518,6 +549,11 @@ def _extra_fields(fields: Mapping[str, object]) -> dict[str, JSONValue] | None:
             raise InvalidEventError(
                 name, f"is given twice, as {spec.name!r} and as {spec.wire!r}; pass one"
             )
+        if type(value) is str and spec.kind is _STRING:  # the common case, inline
+            out[spec.wire] = (
+                value if len(value) <= MAX_STRING_LENGTH and value.isascii() else _clean_str(value)
+            )
+            continue
         converted = _CHECK_BY_KIND[spec.kind](spec, name, value)
         if converted is not None:
             out[spec.wire] = converted
