@@ -24,12 +24,12 @@ from typing import Any
 from opentelemetry import trace
 
 from ._client import Client, default_client
-from ._context import Identity, current_identity
+from ._context import current_identity
 from ._event import Event
 from ._log import RateLimitedLog, warn_invalid
 from ._log import _local as _library_thread
 from ._log import logger as library_logger
-from ._mapping import EventMapper, identity_of_span
+from ._mapping import EventMapper, span_fallback
 from .exceptions import InvalidEventError
 
 __all__ = ["AmplitudeHandler"]
@@ -220,10 +220,6 @@ def _extras(attributes: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if key not in _NOT_EXTRA}
 
 
-def _nobody() -> Identity | None:
-    return None
-
-
 class _RecordEvent(tuple[Any, ...]):
     """A log record's event, captured on the caller's thread and built on the dispatcher's.
 
@@ -248,7 +244,7 @@ class _RecordEvent(tuple[Any, ...]):
             if include_logger
             else None,
             bound=bound,
-            fallback=_nobody if span is None else (lambda: identity_of_span(span)),
+            fallback=span_fallback(span),
         )
 
 

@@ -21,7 +21,7 @@ from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
 from ._validate import kept_as_is, make_event
 
-__all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_identity"]
+__all__ = ["CURRENT", "EventMapper", "identity_of_span", "span_fallback", "span_identity"]
 
 #: Names that are never copied from a mapping to the top level (the source sets them itself).
 _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "user_id",
@@ -175,46 +175,13 @@ def _nobody() -> Identity | None:
     return None
 
 
-class DeferredEvent:
-    """An event captured on the caller's thread, to be built on the dispatcher's.
+def span_fallback(span: object | None) -> Callable[[], Identity | None]:
+    """``EventMapper.build``'s ``fallback`` for an event built away from where it was emitted.
 
-    Construction captures what only the caller's context holds: the identity bound with
-    ``bind()`` and, when neither the values nor the binding name anybody, the current span
-    (whose ``enduser.id`` is read later). Calling it builds the event (``EventMapper.build``).
-    ``values`` must be the caller's own copy: it is read on another thread.
+    The integrations capture the current span on the caller's thread only when neither the
+    values nor the bound identity name anybody (None otherwise); its ``enduser.id`` is read
+    when the event is built.
     """
-
-    __slots__ = ("bound", "event_type", "mapper", "properties", "source", "span", "time", "values")
-
-    def __init__(
-        self,
-        source: str,
-        mapper: EventMapper,
-        event_type: str,
-        values: Mapping[str, Any],
-        *,
-        time: object = None,
-        properties: dict[str, Any] | None = None,
-    ) -> None:
-        self.source = source
-        self.mapper = mapper
-        self.event_type = event_type
-        self.values = values
-        self.time = time
-        self.properties = properties
-        bound = self.bound = current_identity()
-        named = "user_id" in values or "device_id" in values
-        if not named and bound is not None:
-            named = bound.user_id is not None or bound.device_id is not None
-        self.span = None if named else trace.get_current_span()
-
-    def __call__(self) -> Event | None:
-        span = self.span
-        return self.mapper.build(
-            self.event_type,
-            self.values,
-            time=self.time,
-            properties=self.properties,
-            bound=self.bound,
-            fallback=_nobody if span is None else (lambda: identity_of_span(span)),
-        )
+    if span is None:
+        return _nobody
+    return lambda: identity_of_span(span)
