@@ -317,6 +317,62 @@ def test_extras_are_found_in_records_of_another_layout(client: RecordingClient):
     assert event["event_properties"] == {"tenant": "acme", "format": "pdf"}
 
 
+class DeferringClient(RecordingClient):
+    """Keeps deferred events unbuilt, as the dispatcher's thread would get to them later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferred: list[Deferred] = []
+
+    def _defer(self, builder: Deferred) -> None:
+        self.deferred.append(builder)
+
+
+def test_the_event_is_the_record_as_the_handler_saw_it_whenever_it_is_built():
+    class Rewriter(logging.Handler):
+        """A later handler that changes the record after ours has seen it."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            record.format = "csv"
+            record.tenant = "acme"
+            record.msg = "something_else"
+            record.user_id = "user-other"
+
+    client = DeferringClient()
+    try:
+        logger = app_logger(AmplitudeHandler(client))
+        logger.addHandler(Rewriter())
+        logger.info("report_exported", extra={"user_id": USER, "format": "pdf"})
+
+        [builder] = client.deferred
+        event = builder()
+        assert event is not None
+        assert (event.event_type, event.user_id) == ("report_exported", USER)
+        assert event.event_properties == {"format": "pdf"}
+    finally:
+        client.shutdown()
+
+
+def test_a_message_that_is_not_a_str_is_its_text_when_logged():
+    class Message:
+        text = "report_exported"
+
+        def __str__(self) -> str:
+            return self.text
+
+    message = Message()
+    deferring = DeferringClient()
+    try:
+        app_logger(AmplitudeHandler(deferring)).info(message, extra={"user_id": USER})
+        message.text = "changed_later"
+        [builder] = deferring.deferred
+        event = builder()
+        assert event is not None
+        assert event.event_type == "report_exported"
+    finally:
+        deferring.shutdown()
+
+
 # -- identity ------------------------------------------------------------------------------------
 
 

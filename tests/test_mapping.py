@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_amplitude import Settings, bind
-from otel_amplitude._event import to_wire
+from otel_amplitude._event import Event, to_wire
+from otel_amplitude._fields import TOP_LEVEL_FIELDS
 from otel_amplitude._mapping import EventMapper
+from otel_amplitude._validate import make_event
+from otel_amplitude.exceptions import InvalidEventError
 
 
 @pytest.fixture
@@ -56,3 +61,51 @@ def test_ip_is_dropped_unless_sending_ips_is_enabled():
     kept = EventMapper(Settings(send_ip=True)).build("x", values)
     assert kept is not None
     assert to_wire(kept)["ip"] == "203.0.113.9"
+
+
+_PROPERTY_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=1_100),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(
+    values=st.dictionaries(
+        st.text(max_size=1_100).filter(lambda key: key not in TOP_LEVEL_FIELDS),
+        _PROPERTY_VALUES,
+        max_size=6,
+    )
+)
+def test_properties_come_out_as_make_event_converts_them(values: dict[str, object]) -> None:
+    """The mapper's fast path (plain values kept in the dict it built) changes nothing."""
+    mapper = EventMapper(Settings())
+
+    def outcome(build: Callable[[], Event | None]) -> object:
+        try:
+            event = build()
+        except InvalidEventError as error:
+            return ("invalid", error.field)
+        assert event is not None
+        properties = event.event_properties
+        if properties is not None:
+            assert properties is not values
+        return None if properties is None else list(properties.items())
+
+    assert outcome(lambda: mapper.build("x", {"user_id": "user-1", **values})) == outcome(
+        lambda: make_event("x", user_id="user-1", event_properties=values)
+    )
+
+
+def test_added_properties_are_converted_too_and_lose_to_the_mappings_own():
+    mapper = EventMapper(Settings())
+    event = mapper.build(
+        "x",
+        {"user_id": "user-1", "level": "mine", "format": "pdf"},
+        properties={"logger": "é" * 2_000, "level": "INFO"},
+    )
+    assert event is not None
+    assert event.event_properties == {"logger": "é" * 1_024, "level": "mine", "format": "pdf"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -515,3 +516,14 @@ def test_a_readable_span_built_by_hand_maps_like_one_from_the_sdk(spans: Spans):
     )
 
     assert only_event(mapper().map(by_hand)) == only_event(mapper().map(sdk_span))
+
+
+def test_span_insert_ids_are_those_of_earlier_versions():
+    """The ids are Amplitude's dedup keys: a re-export after an upgrade must still match."""
+    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    key = trace_id.to_bytes(16, "big") + span_id.to_bytes(8, "big")
+    assert span_insert_id(trace_id, span_id) == hashlib.blake2b(key, digest_size=16).hexdigest()
+    assert span_insert_id(trace_id, span_id, 2) == (
+        hashlib.blake2b(key + (2).to_bytes(4, "big"), digest_size=16).hexdigest()
+    )
+    assert span_insert_id(trace_id, span_id) == "af2ca25ee7e3422062488dbdcf7351bf"

@@ -23,7 +23,13 @@ import structlog
 from otel_amplitude._context import bind
 from otel_amplitude._handler import AmplitudeHandler
 from otel_amplitude.structlog import AmplitudeProcessor
-from tests.test_handler import USER, BrokenClient, RecordingClient, restored_logging
+from tests.test_handler import (
+    USER,
+    BrokenClient,
+    DeferringClient,
+    RecordingClient,
+    restored_logging,
+)
 
 EventDict = dict[str, Any]
 
@@ -92,6 +98,22 @@ def test_the_event_dict_is_returned_unchanged(client: RecordingClient):
     assert returned is event_dict
     assert returned == snapshot
     assert list(returned) == list(snapshot)
+
+
+def test_the_event_is_the_dict_as_the_processor_saw_it_whenever_it_is_built():
+    client = DeferringClient()
+    try:
+        event_dict: EventDict = {"event": "report_exported", "user_id": USER, "format": "pdf"}
+        AmplitudeProcessor(client)(None, "info", event_dict)
+        event_dict.update(format="csv", event="other", tenant="acme", user_id="user-other")
+
+        [builder] = client.deferred
+        event = builder()
+        assert event is not None
+        assert (event.event_type, event.user_id) == ("report_exported", USER)
+        assert event.event_properties == {"format": "pdf"}
+    finally:
+        client.shutdown()
 
 
 def test_event_is_the_type_and_other_keys_map_like_logging_extras(client: RecordingClient):

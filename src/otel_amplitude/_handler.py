@@ -21,10 +21,15 @@ from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
+from opentelemetry import trace
+
 from ._client import Client, default_client
-from ._log import RateLimitedLog, in_library_thread, warn_invalid
+from ._context import current_identity
+from ._event import Event
+from ._log import RateLimitedLog, warn_invalid
+from ._log import _local as _library_thread
 from ._log import logger as library_logger
-from ._mapping import DeferredEvent, EventMapper
+from ._mapping import EventMapper, span_fallback
 from .exceptions import InvalidEventError
 
 __all__ = ["AmplitudeHandler"]
@@ -216,6 +221,34 @@ def _extras(attributes: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if key not in _NOT_EXTRA}
 
 
+class _RecordEvent(tuple[Any, ...]):
+    """A log record's event, captured on the caller's thread and built on the dispatcher's.
+
+    The capture is a tuple (cheaper to make than any object with an ``__init__``): the mapper, a
+    copy of the record's attributes (later handlers and filters may change the record, and the
+    copy is read on another thread), the event type, the identity bound with ``bind()``, the
+    current span when neither the record nor the binding names anybody (its ``enduser.id`` is
+    read when the event is built), and whether to add the ``logger`` and ``level`` properties.
+    Everything else (finding the extras, mapping, validation) runs when it is called.
+    """
+
+    __slots__ = ()
+    source = "AmplitudeHandler"
+
+    def __call__(self) -> Event | None:
+        mapper, attributes, event_type, bound, span, include_logger = self
+        return mapper.build(  # type: ignore[no-any-return]
+            event_type,
+            _extras(attributes),
+            time=int(attributes["created"] * 1000),
+            properties={"logger": attributes["name"], "level": attributes["levelname"]}
+            if include_logger
+            else None,
+            bound=bound,
+            fallback=span_fallback(span),
+        )
+
+
 class AmplitudeHandler(logging.Handler):
     """Sends each log record to Amplitude as an event: message template = event type.
 
@@ -280,44 +313,61 @@ class AmplitudeHandler(logging.Handler):
         """Turn ``record`` into an event and submit it; count, never raise, what cannot be."""
         name = record.name
         if (
-            is_guarded(name)
-            or in_library_thread()
+            name in _GUARDED_LOGGERS
+            or name.startswith(_GUARDED_CHILDREN)  # is_guarded, inline: it runs for every record
+            or _library_thread.library  # in_library_thread(), inline
             or (_forwarded.frame is not None and in_forwarded_call())
         ):
             return
-        target = self._target.get()
+        target = self._target._resolved
         if target is None:
-            return
+            target = self._target.get()
+            if target is None:
+                return
         client, mapper, include_logger = target
         try:
             msg = record.msg
             attributes = record.__dict__
-            if type(msg) is dict:  # a structlog event dict (ProcessorFormatter.wrap_for_formatter)
-                event = msg.get("event")
-                event_type = event if isinstance(event, str) else str(event)
-                values = _extras(attributes)
-                values.update(event_dict_values(msg))
-            elif "_logger" in attributes:
-                # A structlog record already rendered to text (by a QueueHandler's formatter):
-                # its event dict is gone, and the processor may have sent it on its own thread.
-                return
-            else:
+            if type(msg) is not dict:
+                if "_logger" in attributes:
+                    # A structlog record already rendered to text (by a QueueHandler's
+                    # formatter): its event dict is gone, and the processor may have sent it on
+                    # its own thread.
+                    return
                 # The common case. Only what the record and the context hold *now* is captured
-                # here (the extras, the bound ids, the current span); mapping and validation,
-                # most of an event's cost, run on the dispatcher's thread.
+                # here (a copy of the record's attributes, the bound ids, the current span when
+                # nobody is named); finding the extras, mapping and validation, most of an
+                # event's cost, run on the dispatcher's thread (_RecordEvent).
+                bound = current_identity()
+                if (
+                    "user_id" in attributes
+                    or "device_id" in attributes
+                    or (
+                        bound is not None
+                        and (bound.user_id is not None or bound.device_id is not None)
+                    )
+                ):
+                    span = None
+                else:
+                    span = trace.get_current_span()
                 client._defer(
-                    DeferredEvent(
-                        self._SOURCE,
-                        mapper,
-                        msg if isinstance(msg, str) else str(msg),
-                        _extras(attributes),
-                        time=int(record.created * 1000),
-                        properties={"logger": name, "level": record.levelname}
-                        if include_logger
-                        else None,
+                    _RecordEvent(
+                        (
+                            mapper,
+                            attributes.copy(),
+                            msg if isinstance(msg, str) else str(msg),
+                            bound,
+                            span,
+                            include_logger,
+                        )
                     )
                 )
                 return
+            # A structlog event dict (ProcessorFormatter.wrap_for_formatter).
+            event = msg.get("event")
+            event_type = event if isinstance(event, str) else str(event)
+            values = _extras(attributes)
+            values.update(event_dict_values(msg))
             event = mapper.build(
                 event_type,
                 values,

@@ -20,15 +20,21 @@ from ._destinations import check_tenant
 from ._event import Event
 from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
-from ._validate import make_event
+from ._validate import kept_as_is, make_event
 from .exceptions import InvalidEventError
 
-__all__ = ["CURRENT", "DeferredEvent", "EventMapper", "identity_of_span", "span_identity"]
+__all__ = ["CURRENT", "EventMapper", "identity_of_span", "span_fallback", "span_identity"]
 
 #: Names that are never copied from a mapping to the top level (the source sets them itself).
 _OWN_FIELDS = frozenset({"event_type", "event_properties", "user_properties", "user_id",
                          "device_id"})  # fmt: skip
 _TOP_LEVEL = TOP_LEVEL_FIELDS - _OWN_FIELDS
+#: Every key the mapping routes by name; any other key is an event property.
+_ROUTED = TOP_LEVEL_FIELDS | _OWN_FIELDS
+#: Types that are never a Mapping: ``_fits`` skips the (slow) ABC check for them.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_IDS = frozenset({"user_id", "device_id"})
+_KIND: dict[str, FieldKind] = {name: FIELD_BY_NAME[name].kind for name in _TOP_LEVEL}
 #: Span attributes that name the user (OTel semantic conventions, old and new).
 _USER_ATTRIBUTES = ("amplitude.user_id", "enduser.id", "user.id")
 
@@ -43,7 +49,7 @@ def _fits(kind: FieldKind, value: object) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is FieldKind.BOOLEAN:
         return isinstance(value, bool)
-    return isinstance(value, Mapping)
+    return type(value) is dict or (type(value) not in _SCALARS and isinstance(value, Mapping))
 
 
 class _Bound(enum.Enum):
@@ -107,21 +113,25 @@ class EventMapper:
         user_id = values.get("user_id")
         device_id = values.get("device_id")
         for key, value in values.items():
-            # A key naming an Amplitude field goes to the top level only when its value has that
-            # field's type: extra={"plan": "pro"} stays a property, as its author meant.
-            if key in _TOP_LEVEL and (key == "time" or _fits(FIELD_BY_NAME[key].kind, value)):
-                if fields is None:
-                    fields = {}
-                fields[key] = value
-            elif key in _OWN_FIELDS:
-                if key == "event_properties" and isinstance(value, Mapping):
-                    event_properties.update(value)
-                elif key == "user_properties" and isinstance(value, Mapping):
-                    user_properties = {**(user_properties or {}), **value}
-                elif key in ("event_type", "event_properties", "user_properties"):
-                    event_properties[key] = value
-            else:
-                event_properties[key] = value
+            if key in _ROUTED:
+                # A key naming an Amplitude field goes to the top level only when its value has
+                # that field's type: extra={"plan": "pro"} stays a property, as its author meant.
+                if key in _TOP_LEVEL and (key == "time" or _fits(_KIND[key], value)):
+                    if fields is None:
+                        fields = {}
+                    fields[key] = value
+                    continue
+                if key in _OWN_FIELDS:
+                    if key in _IDS:
+                        continue
+                    if isinstance(value, Mapping):
+                        if key == "event_properties":
+                            event_properties.update(value)
+                            continue
+                        if key == "user_properties":
+                            user_properties = {**(user_properties or {}), **value}
+                            continue
+            event_properties[key] = value
 
         tenant = event_properties.pop("tenant", None) if self._routing else None
 
@@ -168,6 +178,8 @@ class EventMapper:
             user_properties=user_properties,
             fields=fields,
             min_id_length=self._min_id_length,
+            # Made here for this event: kept as it is when nothing in it needs converting.
+            owned=kept_as_is(event_properties),
         )
         if tenant is not None:
             try:
@@ -181,46 +193,13 @@ def _nobody() -> Identity | None:
     return None
 
 
-class DeferredEvent:
-    """An event captured on the caller's thread, to be built on the dispatcher's.
+def span_fallback(span: object | None) -> Callable[[], Identity | None]:
+    """``EventMapper.build``'s ``fallback`` for an event built away from where it was emitted.
 
-    Construction captures what only the caller's context holds: the identity bound with
-    ``bind()`` and, when neither the values nor the binding name anybody, the current span
-    (whose ``enduser.id`` is read later). Calling it builds the event (``EventMapper.build``).
-    ``values`` must be the caller's own copy: it is read on another thread.
+    The integrations capture the current span on the caller's thread only when neither the
+    values nor the bound identity name anybody (None otherwise); its ``enduser.id`` is read
+    when the event is built.
     """
-
-    __slots__ = ("bound", "event_type", "mapper", "properties", "source", "span", "time", "values")
-
-    def __init__(
-        self,
-        source: str,
-        mapper: EventMapper,
-        event_type: str,
-        values: Mapping[str, Any],
-        *,
-        time: object = None,
-        properties: dict[str, Any] | None = None,
-    ) -> None:
-        self.source = source
-        self.mapper = mapper
-        self.event_type = event_type
-        self.values = values
-        self.time = time
-        self.properties = properties
-        bound = self.bound = current_identity()
-        named = "user_id" in values or "device_id" in values
-        if not named and bound is not None:
-            named = bound.user_id is not None or bound.device_id is not None
-        self.span = None if named else trace.get_current_span()
-
-    def __call__(self) -> Event | None:
-        span = self.span
-        return self.mapper.build(
-            self.event_type,
-            self.values,
-            time=self.time,
-            properties=self.properties,
-            bound=self.bound,
-            fallback=_nobody if span is None else (lambda: identity_of_span(span)),
-        )
+    if span is None:
+        return _nobody
+    return lambda: identity_of_span(span)

@@ -150,7 +150,14 @@ def deliver(
         delivery.verdicts.insert(0, verdict)
         delivery.responses.insert(0, response)
         return delivery
-    return Delivery([verdict.action_for(i) for i in range(len(events))], [verdict], [response])
+    return Delivery(_actions(verdict, len(events)), [verdict], [response])
+
+
+def _actions(verdict: Verdict, count: int) -> list[tuple[Action, str | None]]:
+    """The action for each of ``count`` events: one shared tuple when none is an exception."""
+    if not verdict.exceptions:
+        return [(verdict.action, verdict.reason)] * count
+    return [verdict.action_for(i) for i in range(count)]
 
 
 def _bisect(

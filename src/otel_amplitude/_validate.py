@@ -50,6 +50,7 @@ __all__ = [
     "USER_PROPERTY_OPERATIONS",
     "JSONValue",
     "json_safe",
+    "kept_as_is",
     "make_event",
 ]
 
@@ -97,6 +98,9 @@ USER_PROPERTY_OPERATIONS: frozenset[str] = frozenset(
     }
 )
 
+#: The lengths of the ids in INVALID_IDS: an id of another length is not one of them, whatever
+#: its case, so most ids are never lower-cased.
+_INVALID_ID_LENGTHS = frozenset(len(invalid) for invalid in INVALID_IDS)
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -124,6 +128,7 @@ def make_event(
     fields: Mapping[str, object] | None = None,
     min_id_length: int | None = None,
     created: float | None = None,
+    owned: bool = False,
 ) -> Event:
     """Validate and normalise one event; raise :class:`InvalidEventError` if it cannot be sent.
 
@@ -133,6 +138,10 @@ def make_event(
     :func:`json_safe`; an empty properties mapping is not sent. ``fields`` takes the other
     top-level fields by Python or wire name (see :mod:`otel_amplitude._fields`); a None value
     there means "not set". ``created`` defaults to ``time.monotonic()``.
+
+    ``owned``: ``event_properties`` is a dict of at most 1,024 entries that :func:`json_safe`
+    would keep as it is, made for this event alone; the event takes it instead of a copy (the
+    mappers' fast path).
     """
     if type(event_type) is not str:
         event_type = _str_of_str("event_type", event_type)
@@ -171,7 +180,11 @@ def make_event(
         device_id,
         ms,
         insert_id,
-        None if event_properties is None else _properties("event_properties", event_properties),
+        None
+        if event_properties is None
+        else (event_properties or None)  # type: ignore[arg-type]
+        if owned
+        else _properties("event_properties", event_properties),
         None if user_properties is None else _user_properties(user_properties),
         None if not fields else _extra_fields(fields),
         _time.monotonic() if created is None else created,
@@ -184,6 +197,33 @@ def json_safe(value: object, *, field: str = "value") -> JSONValue:
     The result shares nothing mutable with ``value``: the caller may change theirs afterwards.
     """
     return _convert(value, field, None, 0)
+
+
+def kept_as_is(properties: dict[str, Any]) -> bool:
+    """Whether :func:`make_event` would keep ``properties`` as they are, only copied.
+
+    True when there are at most 1,024 of them, every key is an ASCII string of at most 1,024
+    characters and every value one too, or an int64, a finite float, a bool or None. A mapper
+    that made ``properties`` for one event then passes ``owned=True`` and saves the copy.
+    """
+    if len(properties) > MAX_PROPERTY_KEYS:
+        return False
+    for key, value in properties.items():
+        if type(key) is not str or len(key) > MAX_STRING_LENGTH or not key.isascii():
+            return False
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_STRING_LENGTH or not value.isascii():
+                return False
+        elif kind is int:
+            if not _I64_MIN <= value <= _I64_MAX:
+                return False
+        elif kind is float:
+            if not _isfinite(value):
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return True
 
 
 # -- strings and ids -----------------------------------------------------------------------------
@@ -224,11 +264,11 @@ def _id(field: str, value: object, min_length: int) -> str:
             raise InvalidEventError(
                 field, f"must be a string (or an int), got {type(value).__name__}"
             )
-    if value.lower() in INVALID_IDS:
+    length = len(value)
+    if length in _INVALID_ID_LENGTHS and value.lower() in INVALID_IDS:
         raise InvalidEventError(
             field, f"is {value!r}, which Amplitude rejects as an invalid id; omit it instead"
         )
-    length = len(value)
     if length == 0:
         raise InvalidEventError(field, "is empty; omit it instead")
     if length < min_length:
@@ -490,6 +530,9 @@ _EXTRA_BY_NAME: dict[str, FieldSpec] = {
 _NAMES_BY_LOWER: dict[str, str] = {name.lower(): name for name in FIELD_BY_NAME}
 
 
+_STRING = FieldKind.STRING
+
+
 def _extra_fields(fields: Mapping[str, object]) -> dict[str, JSONValue] | None:
     if not isinstance(fields, Mapping):
         raise InvalidEventError(
@@ -506,6 +549,11 @@ def _extra_fields(fields: Mapping[str, object]) -> dict[str, JSONValue] | None:
             raise InvalidEventError(
                 name, f"is given twice, as {spec.name!r} and as {spec.wire!r}; pass one"
             )
+        if type(value) is str and spec.kind is _STRING:  # the common case, inline
+            out[spec.wire] = (
+                value if len(value) <= MAX_STRING_LENGTH and value.isascii() else _clean_str(value)
+            )
+            continue
         converted = _CHECK_BY_KIND[spec.kind](spec, name, value)
         if converted is not None:
             out[spec.wire] = converted

@@ -30,7 +30,11 @@ from collections.abc import MutableMapping
 from types import FrameType
 from typing import Any
 
+from opentelemetry import trace
+
 from ._client import Client
+from ._context import current_identity
+from ._event import Event
 from ._handler import (
     Target,
     event_dict_values,
@@ -39,7 +43,7 @@ from ._handler import (
     report_invalid,
 )
 from ._log import in_library_thread, logger
-from ._mapping import DeferredEvent
+from ._mapping import span_fallback
 from .exceptions import InvalidEventError
 
 __all__ = ["AmplitudeProcessor"]
@@ -85,6 +89,30 @@ def _event_time(timestamp: object) -> object:
             return None
         return parsed if parsed.utcoffset() is not None else None
     return None
+
+
+class _StructlogEvent(tuple[Any, ...]):
+    """A structlog event, captured on the caller's thread and built on the dispatcher's.
+
+    A tuple (cheaper to make than an object with an ``__init__``): the mapper, the event type,
+    a copy of the event dict, the ``logger``/``level`` properties (or None), the identity bound
+    with ``bind()``, and the current span when neither the dict nor the binding names anybody.
+    Dropping the plumbing keys, reading the timestamp, mapping and validation run when called.
+    """
+
+    __slots__ = ()
+    source = "AmplitudeProcessor"
+
+    def __call__(self) -> Event | None:
+        mapper, event_type, event_dict, properties, bound, span = self
+        return mapper.build(  # type: ignore[no-any-return]
+            event_type,
+            event_dict_values(event_dict),
+            time=_event_time(event_dict.get("timestamp")),
+            properties=properties,
+            bound=bound,
+            fallback=span_fallback(span),
+        )
 
 
 class AmplitudeProcessor:
@@ -150,14 +178,27 @@ class AmplitudeProcessor:
                 if isinstance(name, str):
                     properties["logger"] = name
             # Built on the dispatcher's thread from a copy: later processors may change the dict.
+            bound = current_identity()
+            if (
+                "user_id" in event_dict
+                or "device_id" in event_dict
+                or (
+                    bound is not None and (bound.user_id is not None or bound.device_id is not None)
+                )
+            ):
+                span = None
+            else:
+                span = trace.get_current_span()
             client._defer(
-                DeferredEvent(
-                    self._SOURCE,
-                    mapper,
-                    event if isinstance(event, str) else "" if event is None else str(event),
-                    event_dict_values(event_dict),
-                    time=_event_time(event_dict.get("timestamp")),
-                    properties=properties,
+                _StructlogEvent(
+                    (
+                        mapper,
+                        event if isinstance(event, str) else "" if event is None else str(event),
+                        dict(event_dict),
+                        properties,
+                        bound,
+                        span,
+                    )
                 )
             )
         except InvalidEventError as error:
