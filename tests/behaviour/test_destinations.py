@@ -626,3 +626,35 @@ def test_deleting_for_a_tenant_without_a_destination_is_refused(
 
     with pytest.raises(ValueError, match="tenant 'umbrella' has no destination"):
         client.consent.delete_user("user-1", tenant="umbrella")
+
+
+def test_a_429_pauses_the_user_at_that_destination_only(
+    make_client: MakeClient, clock: ManualClock, tmp_path: Path
+):
+    with AmplitudeServer() as throttling, AmplitudeServer() as calm:
+        throttling.faults.throttle(users=["user-shared"])
+        path = write_destinations(
+            tmp_path / "d.toml",
+            {
+                "acme": {"api_key": KEY_A, "server_url": throttling.url},
+                "globex": {"api_key": KEY_B, "server_url": calm.url},
+            },
+        )
+        client = make_client(destinations_file=str(path), server_url=calm.url)
+        for seq in range(5):
+            client.track("page_viewed", user_id="user-shared", tenant="acme")
+            client.track("page_viewed", user_id="user-shared", tenant="globex",
+                         event_properties={"seq": seq})  # fmt: skip
+        drive(client, clock, lambda: paused_ids(client, "acme") == 1, step=0.2)
+
+        assert client.flush(timeout=0.5) is False  # acme's user waits out its 30 s pause
+        assert len(calm.events_for(KEY_B)) == 5  # the same id at globex was never held
+        assert paused_ids(client, "globex") == 0
+        assert client.stats()["destinations"]["acme"]["throttled"] >= 5
+        throttling.faults.unthrottle()
+        drive(client, clock, lambda: len(throttling.events) == 5, step=5.0)
+
+
+def paused_ids(client: Client, tenant: str) -> int:
+    destination = client.stats()["destinations"].get(tenant)
+    return 0 if destination is None else destination["paused_partitions"]
