@@ -93,8 +93,7 @@ def drain_rate(url: str, events: int, repeats: int) -> list[str]:
         try:
             # Amplitude unreachable (nothing listens on the discard port): all of it is kept.
             down = Client(
-                settings_for("http://127.0.0.1:9", events, spool_dir=directory, timeout_ms=200)
-                .replace(max_buffered_events=20_000),
+                settings_for("http://127.0.0.1:9", events, spool_dir=directory, timeout_ms=200),
                 name="spool-bench-down",
             )
             emit = track_emitter(down, USERS)
