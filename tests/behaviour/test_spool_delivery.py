@@ -374,3 +374,29 @@ def test_spool_drain_of_a_bad_directory_says_why(tmp_path: Path, capsys: Any):
     assert main(["spool", "drain", str(tmp_path)]) == 2
 
     assert "notes.txt" in capsys.readouterr().err
+
+
+def test_replayed_events_go_to_their_own_destination_and_an_unknown_one_is_dropped_counted(
+    server: AmplitudeServer, make_client: MakeClient, tmp_path: Path, clock: ManualClock
+):
+    spool = str(tmp_path / "spool")
+    path = tmp_path / "destinations.toml"
+    path.write_text('[tenants.acme]\napi_key = "acme-key-0000000001"\n'
+                    '[tenants.globex]\napi_key = "globex-key-00000001"\n')  # fmt: skip
+    outage(server)
+    first = make_client(spool_dir=spool, destinations_file=str(path))
+    acme = [first.track("a", user_id="user-1", tenant="acme") for _ in range(3)]
+    for _ in range(2):
+        first.track("b", user_id="user-1", tenant="globex")
+    first.shutdown(timeout=0.2)
+    recover(server)
+    path.write_text('[tenants.acme]\napi_key = "acme-key-0000000001"\n')  # globex is gone
+
+    second = make_client(spool_dir=spool, destinations_file=str(path))
+    drive(second, clock, lambda: len(server.events) == 3, step=1.0)
+
+    assert sorted(e["insert_id"] for e in server.events_for("acme-key-0000000001")) == sorted(acme)
+    stats = second.stats()
+    assert stats["replayed"] == 5
+    assert stats["dropped_by_reason"] == {"unknown_tenant": 2}
+    assert_conserved(stats)
