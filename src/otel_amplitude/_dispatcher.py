@@ -70,8 +70,9 @@ class Observer(Protocol):
     def request_done(self, outcome: str, seconds: float, events: int) -> None:
         """One HTTP exchange ended: ``outcome`` is the status code or failure kind."""
 
-    def delivered(self, latencies: list[float]) -> None:
-        """Events were accepted, each ``latency`` seconds after it was created."""
+    def delivered(self, oldest: float) -> None:
+        """Events of one request were accepted, the oldest ``oldest`` seconds after it was
+        created."""
 
 
 #: Most items moved from ``inbound`` in one slice: bounds how long the lock and the GIL are held.
@@ -1152,7 +1153,68 @@ class Dispatcher:
                 observer.request_done(
                     outcome or "no_response", response.seconds, len(request.events)
                 )
-        latencies: list[float] | None = [] if observer is not None else None
+        events = request.events
+        actions = delivery.actions
+        first = actions[0] if actions else None
+        if (
+            first is not None
+            and first[0] is Action.ACCEPT
+            and len(actions) == len(events)
+            and actions.count(first) == len(events)
+        ):
+            self._accept_all(request, now)  # the common case, in bulk
+        else:
+            self._apply_each(request, delivery, now)
+        for verdict in delivery.verdicts:
+            if verdict.throttled_users or verdict.throttled_devices:
+                until = now + verdict.pause
+                users, devices = lane.paused_users, lane.paused_devices
+                for user in verdict.throttled_users:
+                    users[user] = max(users.get(user, 0.0), until)
+                for device in verdict.throttled_devices:
+                    devices[device] = max(devices.get(device, 0.0), until)
+            if verdict.action is Action.HOLD and not lane.removed:
+                lane.hold_until = now + HOLD_SECONDS
+                lane.hold_reason = verdict.kind
+
+    def _accept_all(self, request: _Request, now: float) -> None:
+        """``_apply_each`` for a request whose events were all accepted, in bulk: the same
+        counts, latencies, barriers, spool removals and schedule, without the per-event loop."""
+        events = request.events
+        lane = request.lane
+        count = len(events)
+        counters = self.counters
+        self._in_flight -= count
+        counters.accepted += count
+        lane.accepted += count
+        wall = time.monotonic()  # Event.created is real monotonic time, whatever the clock
+        created = [event.created for event in events]
+        oldest = wall - min(created)  # the largest latency: wall - c falls as c grows
+        counters.latency_count += count
+        counters.latency_sum += count * wall - sum(created)
+        counters.latency_max = max(counters.latency_max, oldest)
+        if self.observer is not None:
+            self.observer.delivered(oldest)
+        if self.on_identified is not None and self._identify_seen:
+            for event in events:
+                if event.event_type == IDENTIFY:
+                    self.on_identified(event)
+        self._finish_all(events)
+        partitions = lane.partitions
+        for partition in request.partitions:
+            partition.failures = 0
+            partition.state = IDLE
+            if partition.events:
+                self._schedule(partition, now)
+            elif partitions.get(partition.key) is partition:
+                del partitions[partition.key]
+
+    def _apply_each(self, request: _Request, delivery: Delivery, now: float) -> None:
+        """Apply each event's own outcome (some were not accepted), then reschedule."""
+        counters = self.counters
+        lane = request.lane
+        observer = self.observer
+        oldest: float | None = None
         requeue: dict[str, list[Event]] = {}
         failed: set[str] = set()
         progressed: set[str] = set()
@@ -1169,8 +1231,8 @@ class Dispatcher:
                 counters.latency_count += 1
                 counters.latency_sum += latency
                 counters.latency_max = max(counters.latency_max, latency)
-                if latencies is not None:
-                    latencies.append(latency)
+                if oldest is None or latency > oldest:
+                    oldest = latency
                 if self.on_identified is not None and event.event_type == IDENTIFY:
                     self.on_identified(event)
                 progressed.add(key)
@@ -1219,20 +1281,8 @@ class Dispatcher:
                     lane.retried += 1
                 requeue.setdefault(key, []).append(event)
 
-        if observer is not None and latencies:
-            observer.delivered(latencies)
-        for verdict in delivery.verdicts:
-            if verdict.throttled_users or verdict.throttled_devices:
-                until = now + verdict.pause
-                users, devices = lane.paused_users, lane.paused_devices
-                for user in verdict.throttled_users:
-                    users[user] = max(users.get(user, 0.0), until)
-                for device in verdict.throttled_devices:
-                    devices[device] = max(devices.get(device, 0.0), until)
-            if verdict.action is Action.HOLD and not lane.removed:
-                lane.hold_until = now + HOLD_SECONDS
-                lane.hold_reason = verdict.kind
-
+        if observer is not None and oldest is not None:
+            observer.delivered(oldest)
         for partition in request.partitions:
             key = partition.key
             events = requeue.get(key)
@@ -1321,6 +1371,26 @@ class Dispatcher:
             self._outstanding[epoch] = remaining
         else:
             self._outstanding.pop(epoch, None)
+
+    def _finish_all(self, events: list[Event]) -> None:
+        """``_finish`` for each of ``events``, counting their flush epochs in one pass."""
+        if self.spool is not None:
+            self._unspool.extend([event for event in events if event.spool_id])
+        outstanding = self._outstanding
+        epoch = events[0].epoch
+        if len(outstanding) == 1 and epoch in outstanding:
+            # One epoch outstanding: every event in memory is of it (the common case).
+            counts = {epoch: len(events)}
+        else:
+            counts = {}
+            for event in events:
+                counts[event.epoch] = counts.get(event.epoch, 0) + 1
+        for epoch, count in counts.items():
+            remaining = outstanding.get(epoch, 0) - count
+            if remaining > 0:
+                outstanding[epoch] = remaining
+            else:
+                outstanding.pop(epoch, None)
 
     def _dead_letter(self, events: list[Event], reason: str, lane: Lane) -> None:
         self.counters.dead_letter(reason, len(events))
