@@ -197,3 +197,46 @@ def test_a_bulk_accept_after_the_destination_was_removed_counts_the_events_as_ac
     assert pipeline.dispatcher.snapshot()["accepted"] == 2
     assert lane.accepted == 2
     assert lane.in_flight == 0
+
+
+def test_a_partition_emptied_by_an_accepted_request_is_reused_for_the_next_user():
+    pipeline = Pipeline()
+    dispatcher = pipeline.dispatcher
+    pipeline.submit(event("a", 1), event("b", 1))
+    request = pipeline.form()
+    [used_a, used_b] = request.partitions
+    pipeline.answer(request, [ACCEPT, ACCEPT])
+    assert dispatcher._spare == [used_a, used_b]
+    pipeline.submit(event("c", 1), event("c", 2))
+    partition = dispatcher._lanes[""].partitions["user-c"]
+    assert partition is used_b
+    assert (partition.key, partition.failures, partition.not_before) == ("user-c", 0, 0.0)
+    assert [e.insert_id for e in partition.events] == ["c-1", "c-2"]
+    pipeline.answer(request := pipeline.form(), [ACCEPT, ACCEPT])
+    assert pipeline.sent[-1] == ["c-1", "c-2"]
+    assert dispatcher.snapshot()["accepted"] == 4
+
+
+def test_partitions_are_not_reused_when_a_retry_or_drop_oldest_may_still_name_them():
+    pipeline = Pipeline()
+    pipeline.submit(event("a", 1), event("b", 1))
+    pipeline.answer(pipeline.form(), [ACCEPT, RETRY])
+    assert pipeline.dispatcher._spare == []  # the per-event path keeps its own schedule
+    oldest = Pipeline(overflow="drop_oldest")
+    oldest.submit(event("a", 1))
+    oldest.answer(oldest.form(), [ACCEPT])
+    assert oldest.dispatcher._spare == []  # its arrivals queue still names the partition
+
+
+def test_a_request_takes_whole_partitions_then_the_front_of_the_last_in_order():
+    pipeline = Pipeline()
+    pipeline.submit(*(event(user, n) for n in range(3) for user in ("a", "b", "c")))
+    request = pipeline.form(room=5)
+    assert [e.insert_id for e in request.events] == ["a-0", "a-1", "a-2", "b-0", "b-1"]
+    assert pipeline.dispatcher._ready_events == 3  # c's three; b-2 waits for its request
+    pipeline.answer(request, [ACCEPT] * 5)
+    rest = pipeline.form()
+    assert [e.insert_id for e in rest.events] == ["c-0", "c-1", "c-2", "b-2"]
+    pipeline.answer(rest, [ACCEPT] * 4)
+    stats = pipeline.dispatcher.snapshot()
+    assert (stats["accepted"], stats["buffered"], stats["in_flight"]) == (9, 0, 0)

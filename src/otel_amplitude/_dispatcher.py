@@ -85,6 +85,9 @@ HOLD_SECONDS = 60.0
 _REFILL = 2_048
 #: How often the spool directory is searched for segments of dead processes to adopt.
 ADOPT_SECONDS = 5.0
+#: Most emptied partitions kept for reuse: with many users, most partitions hold one event
+#: and would otherwise be made and torn down (with their deque) for each.
+_SPARE = 2_048
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +171,9 @@ class Dispatcher:
                 clock.monotonic(),
             )
         self._ready_events = 0
+        # Emptied partitions to reuse, each referenced from nowhere else (not with drop_oldest,
+        # whose arrivals queue may still name them).
+        self._spare: list[Partition] = []
         self._waiting: list[tuple[float, int, Partition]] = []
         self._sequence = itertools.count()
         self._buffered = 0
@@ -649,7 +655,13 @@ class Dispatcher:
                 return
             lane.cursor = event.spool_id
         if partition is None:
-            partition = lane.partitions[key] = Partition(key, lane)
+            if self._spare:
+                partition = self._spare.pop()
+                partition.key = key
+                partition.lane = lane
+            else:
+                partition = Partition(key, lane)
+            lane.partitions[key] = partition
         if full and not self._make_room(partition):
             self._note_overflow(partition)
             self.counters.drop("overflow")
@@ -672,7 +684,16 @@ class Dispatcher:
         if partition.state == READY:
             self._ready_events += 1
         elif partition.state == IDLE:
-            self._schedule(partition, now)
+            if partition.not_before <= now and not lane.removed:
+                # ``_schedule``'s ready case, inlined: a new partition goes here every time.
+                partition.state = READY
+                lane.ready.append(partition)
+                if not lane.active:
+                    lane.active = True
+                    self._active.append(lane)
+                self._ready_events += len(partition.events)
+            else:
+                self._schedule(partition, now)
 
     # -- the spool ------------------------------------------------------------------------------
 
@@ -1034,6 +1055,28 @@ class Dispatcher:
         identifies: bool | None = None  # a request carries events or updates, never both
         deferred: list[Partition] = []
         ready = lane.ready
+        if not (lane.paused_users or lane.paused_devices or self._identify_seen):
+            # Nothing to stop at (no paused id, never an identify update): whole partitions,
+            # or the front of the last one (``_take``'s fast path, inlined).
+            taken_events = 0
+            while ready and taken_events < room:
+                partition = ready.popleft()
+                queue_ = partition.events
+                count = len(queue_)
+                self._ready_events -= count
+                if not count:
+                    partition.state = IDLE
+                    self._schedule(partition, now)
+                    continue
+                if count <= room - taken_events:
+                    events.extend(queue_)
+                    queue_.clear()
+                else:
+                    count = room - taken_events
+                    events.extend([queue_.popleft() for _ in range(count)])
+                taken_events += count
+                partitions.append(partition)
+                partition.state = IN_FLIGHT
         while ready and len(events) < room:
             partition = ready.popleft()
             if (
@@ -1201,6 +1244,7 @@ class Dispatcher:
                     self.on_identified(event)
         self._finish_all(events)
         partitions = lane.partitions
+        spare = None if self._drop_oldest else self._spare
         for partition in request.partitions:
             partition.failures = 0
             partition.state = IDLE
@@ -1208,6 +1252,10 @@ class Dispatcher:
                 self._schedule(partition, now)
             elif partitions.get(partition.key) is partition:
                 del partitions[partition.key]
+                # It was in flight: in no ready queue or timer heap, so it can be reused.
+                if spare is not None and len(spare) < _SPARE:
+                    partition.not_before = 0.0
+                    spare.append(partition)
 
     def _apply_each(self, request: _Request, delivery: Delivery, now: float) -> None:
         """Apply each event's own outcome (some were not accepted), then reschedule."""
