@@ -70,8 +70,9 @@ class Observer(Protocol):
     def request_done(self, outcome: str, seconds: float, events: int) -> None:
         """One HTTP exchange ended: ``outcome`` is the status code or failure kind."""
 
-    def delivered(self, latencies: list[float]) -> None:
-        """Events were accepted, each ``latency`` seconds after it was created."""
+    def delivered(self, oldest: float) -> None:
+        """Events of one request were accepted, the oldest ``oldest`` seconds after it was
+        created."""
 
 
 #: Most items moved from ``inbound`` in one slice: bounds how long the lock and the GIL are held.
@@ -84,6 +85,9 @@ HOLD_SECONDS = 60.0
 _REFILL = 2_048
 #: How often the spool directory is searched for segments of dead processes to adopt.
 ADOPT_SECONDS = 5.0
+#: Most emptied partitions kept for reuse: with many users, most partitions hold one event
+#: and would otherwise be made and torn down (with their deque) for each.
+_SPARE = 2_048
 
 
 @dataclass(slots=True, eq=False)
@@ -167,6 +171,9 @@ class Dispatcher:
                 clock.monotonic(),
             )
         self._ready_events = 0
+        # Emptied partitions to reuse, each referenced from nowhere else (not with drop_oldest,
+        # whose arrivals queue may still name them).
+        self._spare: list[Partition] = []
         self._waiting: list[tuple[float, int, Partition]] = []
         self._sequence = itertools.count()
         self._buffered = 0
@@ -648,7 +655,13 @@ class Dispatcher:
                 return
             lane.cursor = event.spool_id
         if partition is None:
-            partition = lane.partitions[key] = Partition(key, lane)
+            if self._spare:
+                partition = self._spare.pop()
+                partition.key = key
+                partition.lane = lane
+            else:
+                partition = Partition(key, lane)
+            lane.partitions[key] = partition
         if full and not self._make_room(partition):
             self._note_overflow(partition)
             self.counters.drop("overflow")
@@ -671,7 +684,16 @@ class Dispatcher:
         if partition.state == READY:
             self._ready_events += 1
         elif partition.state == IDLE:
-            self._schedule(partition, now)
+            if partition.not_before <= now and not lane.removed:
+                # ``_schedule``'s ready case, inlined: a new partition goes here every time.
+                partition.state = READY
+                lane.ready.append(partition)
+                if not lane.active:
+                    lane.active = True
+                    self._active.append(lane)
+                self._ready_events += len(partition.events)
+            else:
+                self._schedule(partition, now)
 
     # -- the spool ------------------------------------------------------------------------------
 
@@ -1033,6 +1055,28 @@ class Dispatcher:
         identifies: bool | None = None  # a request carries events or updates, never both
         deferred: list[Partition] = []
         ready = lane.ready
+        if not (lane.paused_users or lane.paused_devices or self._identify_seen):
+            # Nothing to stop at (no paused id, never an identify update): whole partitions,
+            # or the front of the last one (``_take``'s fast path, inlined).
+            taken_events = 0
+            while ready and taken_events < room:
+                partition = ready.popleft()
+                queue_ = partition.events
+                count = len(queue_)
+                self._ready_events -= count
+                if not count:
+                    partition.state = IDLE
+                    self._schedule(partition, now)
+                    continue
+                if count <= room - taken_events:
+                    events.extend(queue_)
+                    queue_.clear()
+                else:
+                    count = room - taken_events
+                    events.extend([queue_.popleft() for _ in range(count)])
+                taken_events += count
+                partitions.append(partition)
+                partition.state = IN_FLIGHT
         while ready and len(events) < room:
             partition = ready.popleft()
             if (
@@ -1152,7 +1196,73 @@ class Dispatcher:
                 observer.request_done(
                     outcome or "no_response", response.seconds, len(request.events)
                 )
-        latencies: list[float] | None = [] if observer is not None else None
+        events = request.events
+        actions = delivery.actions
+        first = actions[0] if actions else None
+        if (
+            first is not None
+            and first[0] is Action.ACCEPT
+            and len(actions) == len(events)
+            and actions.count(first) == len(events)
+        ):
+            self._accept_all(request, now)  # the common case, in bulk
+        else:
+            self._apply_each(request, delivery, now)
+        for verdict in delivery.verdicts:
+            if verdict.throttled_users or verdict.throttled_devices:
+                until = now + verdict.pause
+                users, devices = lane.paused_users, lane.paused_devices
+                for user in verdict.throttled_users:
+                    users[user] = max(users.get(user, 0.0), until)
+                for device in verdict.throttled_devices:
+                    devices[device] = max(devices.get(device, 0.0), until)
+            if verdict.action is Action.HOLD and not lane.removed:
+                lane.hold_until = now + HOLD_SECONDS
+                lane.hold_reason = verdict.kind
+
+    def _accept_all(self, request: _Request, now: float) -> None:
+        """``_apply_each`` for a request whose events were all accepted, in bulk: the same
+        counts, latencies, barriers, spool removals and schedule, without the per-event loop."""
+        events = request.events
+        lane = request.lane
+        count = len(events)
+        counters = self.counters
+        self._in_flight -= count
+        counters.accepted += count
+        lane.accepted += count
+        wall = time.monotonic()  # Event.created is real monotonic time, whatever the clock
+        created = [event.created for event in events]
+        oldest = wall - min(created)  # the largest latency: wall - c falls as c grows
+        counters.latency_count += count
+        counters.latency_sum += count * wall - sum(created)
+        counters.latency_max = max(counters.latency_max, oldest)
+        if self.observer is not None:
+            self.observer.delivered(oldest)
+        if self.on_identified is not None and self._identify_seen:
+            for event in events:
+                if event.event_type == IDENTIFY:
+                    self.on_identified(event)
+        self._finish_all(events)
+        partitions = lane.partitions
+        spare = None if self._drop_oldest else self._spare
+        for partition in request.partitions:
+            partition.failures = 0
+            partition.state = IDLE
+            if partition.events:
+                self._schedule(partition, now)
+            elif partitions.get(partition.key) is partition:
+                del partitions[partition.key]
+                # It was in flight: in no ready queue or timer heap, so it can be reused.
+                if spare is not None and len(spare) < _SPARE:
+                    partition.not_before = 0.0
+                    spare.append(partition)
+
+    def _apply_each(self, request: _Request, delivery: Delivery, now: float) -> None:
+        """Apply each event's own outcome (some were not accepted), then reschedule."""
+        counters = self.counters
+        lane = request.lane
+        observer = self.observer
+        oldest: float | None = None
         requeue: dict[str, list[Event]] = {}
         failed: set[str] = set()
         progressed: set[str] = set()
@@ -1169,8 +1279,8 @@ class Dispatcher:
                 counters.latency_count += 1
                 counters.latency_sum += latency
                 counters.latency_max = max(counters.latency_max, latency)
-                if latencies is not None:
-                    latencies.append(latency)
+                if oldest is None or latency > oldest:
+                    oldest = latency
                 if self.on_identified is not None and event.event_type == IDENTIFY:
                     self.on_identified(event)
                 progressed.add(key)
@@ -1219,20 +1329,8 @@ class Dispatcher:
                     lane.retried += 1
                 requeue.setdefault(key, []).append(event)
 
-        if observer is not None and latencies:
-            observer.delivered(latencies)
-        for verdict in delivery.verdicts:
-            if verdict.throttled_users or verdict.throttled_devices:
-                until = now + verdict.pause
-                users, devices = lane.paused_users, lane.paused_devices
-                for user in verdict.throttled_users:
-                    users[user] = max(users.get(user, 0.0), until)
-                for device in verdict.throttled_devices:
-                    devices[device] = max(devices.get(device, 0.0), until)
-            if verdict.action is Action.HOLD and not lane.removed:
-                lane.hold_until = now + HOLD_SECONDS
-                lane.hold_reason = verdict.kind
-
+        if observer is not None and oldest is not None:
+            observer.delivered(oldest)
         for partition in request.partitions:
             key = partition.key
             events = requeue.get(key)
@@ -1321,6 +1419,26 @@ class Dispatcher:
             self._outstanding[epoch] = remaining
         else:
             self._outstanding.pop(epoch, None)
+
+    def _finish_all(self, events: list[Event]) -> None:
+        """``_finish`` for each of ``events``, counting their flush epochs in one pass."""
+        if self.spool is not None:
+            self._unspool.extend([event for event in events if event.spool_id])
+        outstanding = self._outstanding
+        epoch = events[0].epoch
+        if len(outstanding) == 1 and epoch in outstanding:
+            # One epoch outstanding: every event in memory is of it (the common case).
+            counts = {epoch: len(events)}
+        else:
+            counts = {}
+            for event in events:
+                counts[event.epoch] = counts.get(event.epoch, 0) + 1
+        for epoch, count in counts.items():
+            remaining = outstanding.get(epoch, 0) - count
+            if remaining > 0:
+                outstanding[epoch] = remaining
+            else:
+                outstanding.pop(epoch, None)
 
     def _dead_letter(self, events: list[Event], reason: str, lane: Lane) -> None:
         self.counters.dead_letter(reason, len(events))

@@ -327,10 +327,9 @@ class MetricsObserver:
             attributes = self._outcomes[outcome] = {**self.attributes, "outcome": outcome}
         self._shared.request_duration.record(seconds, attributes)
 
-    def delivered(self, latencies: list[float]) -> None:
+    def delivered(self, oldest: float) -> None:
         """Events of one request were accepted: record the oldest one's latency."""
-        if latencies:
-            self._shared.delivery_duration.record(max(latencies), self.attributes)
+        self._shared.delivery_duration.record(oldest, self.attributes)
 
     def close(self) -> None:
         """Stop reporting this client."""
