@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import ipaddress
 import re
@@ -389,3 +390,36 @@ def test_hash_mode_needs_a_salt_and_never_shows_it() -> None:
 @given(st.text(max_size=200))
 def test_any_text_is_inspected_without_error(text: str) -> None:
     looks_personal(text)
+
+
+class _Text(str):
+    """A str subclass: validation never makes one, so the scrubber replaces it (fail-closed)."""
+
+
+_NAMES = st.sampled_from(["plan", "pages", "contact", "email", "price", "card", "secret"])
+_VALUES = st.one_of(
+    st.sampled_from(["pdf", "pro", "ada@example.com", "+44 20 7946 0958", "10.0.0.1", "x"]),
+    st.sampled_from([4111111111111111, 1_700_000_000_000, 12, -(10**15), True, None, 2.5]),
+    st.sampled_from([4111111111111111.0, _Text("pdf")]),
+    st.lists(st.sampled_from(["pdf", "ada@example.com", 4111111111111111]), max_size=2),
+)
+_PROPERTIES = st.dictionaries(_NAMES, _VALUES, max_size=4)
+
+
+@pytest.mark.parametrize("mode", ["redact", "hash"])
+@given(st.lists(_PROPERTIES, min_size=1, max_size=8))
+def test_what_the_scrubber_remembers_never_changes_a_result(mode: Any, batches: Any) -> None:
+    """A scrubber that has seen many events (its caches of plain names and values, and the
+    fast path they allow) scrubs each exactly as a fresh one does."""
+    warm = Scrubber(mode, keys=["secret"], salt=SALT)
+    for properties in batches:
+        seen = make_event("e", user_id="user-1")
+        fresh = make_event("e", user_id="user-1")
+        seen.event_properties = copy.deepcopy(properties) or None  # the str subclass kept
+        fresh.event_properties = copy.deepcopy(properties) or None
+        warm.scrub(seen)
+        Scrubber(mode, keys=["secret"], salt=SALT).scrub(fresh)
+        assert seen.event_properties == fresh.event_properties
+        assert [type(v) for v in (seen.event_properties or {}).values()] == [
+            type(v) for v in (fresh.event_properties or {}).values()
+        ]

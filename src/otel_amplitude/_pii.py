@@ -179,7 +179,7 @@ class Scrubber:
     property names whose values are always personal. The salt is never shown.
     """
 
-    __slots__ = ("_keys", "_mode", "_names", "_plain", "_salt", "_send_ip")
+    __slots__ = ("_keys", "_mode", "_names", "_plain", "_plain_names", "_salt", "_send_ip")
 
     def __init__(
         self,
@@ -196,6 +196,7 @@ class Scrubber:
         self._salt = salt.encode("utf-8") if salt else b""
         self._send_ip = send_ip
         self._names: dict[str, int] = {}  # property name -> _PLAIN, _LISTED or _PERSONAL
+        self._plain_names: set[str] = set()  # the names judged _PLAIN, for a test in C
         self._plain: dict[str, None] = {}  # short values seen not to be personal (they repeat)
 
     @property
@@ -254,29 +255,53 @@ class Scrubber:
         return self._replace(value)  # nothing else is made by validation: fail closed
 
     def _scrub_dict(self, properties: dict[str, Any]) -> None:
+        # The common case costs a name lookup, a type test and a value lookup per property:
+        # names and short values seen to be plain are cached, and an int is looked at only
+        # when it has the 13 digits of a card number.
+        plain = self._plain
+        if self._plain_names.issuperset(properties):
+            # Every name is plain: nothing to do when every value is a number, a bool, None or
+            # a string already seen to be plain (most events, after the first few).
+            for value in properties.values():
+                kind = type(value)
+                if kind is str:
+                    if value not in plain:
+                        break
+                elif kind is int:
+                    if value >= _MIN_CARD:
+                        break
+                elif kind is not float and kind is not bool and value is not None:
+                    break
+            else:
+                return
         names = self._names
-        renamed: list[str] = []
+        renamed: list[str] | None = None
         for key, value in properties.items():
             verdict = names.get(key)
-            if verdict is None:
-                verdict = self._judge_name(key)
-            if verdict == _LISTED:
-                properties[key] = self._replace(value)
-                continue
-            if verdict == _PERSONAL:
-                renamed.append(key)
+            if verdict != _PLAIN:
+                if verdict is None:
+                    verdict = self._judge_name(key)
+                if verdict == _LISTED:
+                    properties[key] = self._replace(value)
+                    continue
+                if verdict == _PERSONAL:
+                    if renamed is None:
+                        renamed = []
+                    renamed.append(key)
             kind = type(value)
             if kind is str:
-                if value not in self._plain and self._personal_text(value):
+                if value not in plain and self._personal_text(value):
                     properties[key] = self._replace(value)
-            elif kind is not int and kind is not float and kind is not bool and value is not None:
+            elif kind is int:
+                if value >= _MIN_CARD and is_card_number(value):
+                    properties[key] = self._replace(value)
+            elif kind is not float and kind is not bool and value is not None:
                 new = self.scrub_value(value)
                 if new is not value:
                     properties[key] = new
-            elif kind is int and is_card_number(value):
-                properties[key] = self._replace(value)
-        for key in renamed:
-            properties[self._replace(key)] = properties.pop(key)
+        if renamed is not None:
+            for key in renamed:
+                properties[self._replace(key)] = properties.pop(key)
 
     def _personal_text(self, value: str) -> bool:
         """:func:`looks_personal`, remembering short values that are not (never personal ones)."""
@@ -302,7 +327,10 @@ class Scrubber:
         if verdict != _PERSONAL:  # never keep personal data in the cache
             if len(self._names) >= _MAX_CACHED_NAMES:
                 self._names.clear()
+                self._plain_names.clear()
             self._names[key] = verdict
+            if verdict == _PLAIN:
+                self._plain_names.add(key)
         return verdict
 
     def _replace(self, value: Any) -> str:
