@@ -195,7 +195,7 @@ def test_a_bulk_accept_after_the_destination_was_removed_counts_the_events_as_ac
     lane.partitions.clear()
     pipeline.answer(request, [ACCEPT, ACCEPT])
     assert pipeline.dispatcher.snapshot()["accepted"] == 2
-    assert lane.accepted == 2
+    assert lane.counters.accepted == 2
     assert lane.in_flight == 0
 
 

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from ._backoff import Backoff
 from ._clock import Clock
@@ -286,7 +286,7 @@ class Dispatcher:
             for lane in self._lanes.values():
                 gone = self._purge_lane(lane, matches)
                 if gone:
-                    lane.count_drop(reason, gone)
+                    lane.counters.drop(reason, gone)
                     removed += gone
             if self._spill_lanes and (users or devices):
                 removed += self._purge_backlogs(reason, users, devices)
@@ -317,7 +317,7 @@ class Dispatcher:
                     gone = min(gone, lane.spilled)
                     lane.spilled -= gone
                     self._disk_only -= gone
-                    lane.count_drop(reason, gone)
+                    lane.counters.drop(reason, gone)
                     removed += gone
                     if not lane.spilled:
                         del self._spill_lanes[lane.key]
@@ -444,7 +444,7 @@ class Dispatcher:
         lane.partitions.clear()
         lane.ready.clear()
         if gone:
-            lane.count_drop("destination_removed", gone)
+            lane.counters.drop("destination_removed", gone)
             self.counters.drop("destination_removed", gone)
         self._log.log(
             logging.WARNING,
@@ -665,7 +665,7 @@ class Dispatcher:
         if full and not self._make_room(partition):
             self._note_overflow(partition)
             self.counters.drop("overflow")
-            lane.count_drop("overflow")
+            lane.counters.drop("overflow")
             if partition.state == IDLE and not partition.events:
                 del lane.partitions[key]
             return
@@ -713,7 +713,7 @@ class Dispatcher:
 
     def _spool_full(self, lane: Lane) -> None:
         self.counters.drop("overflow")
-        lane.count_drop("overflow")
+        lane.counters.drop("overflow")
         self._log.log(
             logging.WARNING,
             "spool-full",
@@ -764,7 +764,7 @@ class Dispatcher:
             reason = self.screen(event)
             if reason is not None:
                 self.counters.drop(reason)
-                lane.count_drop(reason)
+                lane.counters.drop(reason)
                 self._unspool.append(event)
                 return
         if event.event_type == IDENTIFY:
@@ -784,7 +784,7 @@ class Dispatcher:
         lane.spilled = 0
         self._disk_only -= missing
         self.counters.drop("spool_lost", missing)
-        lane.count_drop("spool_lost", missing)
+        lane.counters.drop("spool_lost", missing)
         self._log.log(
             logging.ERROR,
             "spool-lost",
@@ -936,7 +936,7 @@ class Dispatcher:
         if victim.state == READY:
             self._ready_events -= 1
         self.counters.drop("overflow")
-        lane.count_drop("overflow")
+        lane.counters.drop("overflow")
         self._finish(oldest)
         return True
 
@@ -1109,7 +1109,7 @@ class Dispatcher:
         lane.buffered -= count
         lane.in_flight += count
         lane.requests_out += 1
-        lane.requests += 1
+        lane.counters.requests += 1
         lane.sent(count)
         request = _Request(next(self._request_numbers), lane, events, partitions)
         self._unanswered[request.number] = request
@@ -1187,9 +1187,7 @@ class Dispatcher:
         observer = self.observer
         for verdict, response in zip(delivery.verdicts, delivery.responses, strict=False):
             counters.response(response.status, response.failure)
-            status = str(response.status) if response.status is not None else response.failure
-            status = status or "no_response"
-            lane.responses_by_status[status] = lane.responses_by_status.get(status, 0) + 1
+            lane.counters.response(response.status, response.failure)
             self._note(request, verdict, response.seconds)
             if observer is not None:
                 outcome = str(response.status) if response.status is not None else response.failure
@@ -1229,7 +1227,7 @@ class Dispatcher:
         counters = self.counters
         self._in_flight -= count
         counters.accepted += count
-        lane.accepted += count
+        lane.counters.accepted += count
         wall = time.monotonic()  # Event.created is real monotonic time, whatever the clock
         created = [event.created for event in events]
         oldest = wall - min(created)  # the largest latency: wall - c falls as c grows
@@ -1274,7 +1272,7 @@ class Dispatcher:
             assert key is not None
             if action is Action.ACCEPT:
                 counters.accepted += 1
-                lane.accepted += 1
+                lane.counters.accepted += 1
                 latency = wall - event.created
                 counters.latency_count += 1
                 counters.latency_sum += latency
@@ -1288,45 +1286,44 @@ class Dispatcher:
             elif action is Action.REJECT:
                 why = reason or "invalid"
                 counters.reject(why)
-                lane.rejected += 1
-                lane.rejected_by_reason[why] = lane.rejected_by_reason.get(why, 0) + 1
+                lane.counters.reject(why)
                 progressed.add(key)
                 self._finish(event)
             elif action is Action.DROP:
                 counters.drop(reason or "dropped")
-                lane.count_drop(reason or "dropped")
+                lane.counters.drop(reason or "dropped")
                 self._finish(event)
             elif lane.removed:
                 # Its destination was removed while the request was on the wire.
                 counters.drop("destination_removed")
-                lane.count_drop("destination_removed")
+                lane.counters.drop("destination_removed")
                 self._finish(event)
             elif action is Action.RETRY:
                 event.attempts += 1
                 failed.add(key)
                 if self.screen is not None and (dropped := self.screen(event)) is not None:
                     counters.drop(dropped)
-                    lane.count_drop(dropped)
+                    lane.counters.drop(dropped)
                     self._finish(event)
                 elif event.attempts > max_retries and self.spool is None:
                     # With the spool an event is never given up: it waits out the outage.
                     self._dead_letter([event], "retries_exhausted", lane)
                 else:
                     counters.retried += 1
-                    lane.retried += 1
+                    lane.counters.retried += 1
                     requeue.setdefault(key, []).append(event)
             elif self.screen is not None and (dropped := self.screen(event)) is not None:
                 # Opted out or deleted while its request was on the wire: never sent again.
                 counters.drop(dropped)
-                lane.count_drop(dropped)
+                lane.counters.drop(dropped)
                 self._finish(event)
             else:  # RESEND, THROTTLE, HOLD, SPLIT: not the event's fault, costs no attempt
                 if action is Action.THROTTLE:
                     counters.throttled += 1
-                    lane.throttled += 1
+                    lane.counters.throttled += 1
                 if action is not Action.HOLD:
                     counters.retried += 1
-                    lane.retried += 1
+                    lane.counters.retried += 1
                 requeue.setdefault(key, []).append(event)
 
         if observer is not None and oldest is not None:
@@ -1442,9 +1439,7 @@ class Dispatcher:
 
     def _dead_letter(self, events: list[Event], reason: str, lane: Lane) -> None:
         self.counters.dead_letter(reason, len(events))
-        lane.dead_lettered += len(events)
-        by_reason = lane.dead_lettered_by_reason
-        by_reason[reason] = by_reason.get(reason, 0) + len(events)
+        lane.counters.dead_letter(reason, len(events))
         for event in events:
             self._finish(event)
         self._dead.append((events, reason))
@@ -1513,21 +1508,9 @@ class Dispatcher:
             paused = sum(d["paused_partitions"] for d in destinations.values())
             held = sum(1 for d in destinations.values() if d["destination_paused"])
             return Stats(
+                **_outcomes(c, self._buffered + waiting + self._disk_only, self._in_flight),
                 submitted=c.drained + waiting,
-                accepted=c.accepted,
-                rejected=c.rejected,
-                dropped=c.dropped,
-                dead_lettered=c.dead_lettered,
-                buffered=self._buffered + waiting + self._disk_only,
-                in_flight=self._in_flight,
-                retried=c.retried,
-                throttled=c.throttled,
                 paused_partitions=paused,
-                rejected_by_reason=dict(c.rejected_by_reason),
-                dropped_by_reason=dict(c.dropped_by_reason),
-                dead_lettered_by_reason=dict(c.dead_lettered_by_reason),
-                requests=c.requests,
-                responses_by_status=dict(c.responses_by_status),
                 destination_paused=held > 0,
                 paused_destinations=held,
                 destinations=destinations,
@@ -1549,22 +1532,47 @@ def _lane_stats(lane: Lane, now: float) -> DestinationStats:
     )
     held = lane.hold_until > now
     return DestinationStats(
-        accepted=lane.accepted,
-        rejected=lane.rejected,
-        dropped=lane.dropped,
-        dead_lettered=lane.dead_lettered,
-        buffered=lane.buffered + lane.spilled,
-        in_flight=lane.in_flight,
-        retried=lane.retried,
-        throttled=lane.throttled,
+        **_outcomes(lane.counters, lane.buffered + lane.spilled, lane.in_flight),
         paused_partitions=paused,
-        rejected_by_reason=dict(lane.rejected_by_reason),
-        dropped_by_reason=dict(lane.dropped_by_reason),
-        dead_lettered_by_reason=dict(lane.dead_lettered_by_reason),
-        requests=lane.requests,
-        responses_by_status=dict(lane.responses_by_status),
         destination_paused=held,
         paused_reason=lane.hold_reason if held else None,
         zone=lane.destination.zone,
         environment=lane.destination.environment,
+    )
+
+
+class _Counted(TypedDict):
+    """The part of :class:`Outcomes` that one :class:`Counters` holds, with the levels."""
+
+    accepted: int
+    rejected: int
+    dropped: int
+    dead_lettered: int
+    buffered: int
+    in_flight: int
+    retried: int
+    throttled: int
+    rejected_by_reason: dict[str, int]
+    dropped_by_reason: dict[str, int]
+    dead_lettered_by_reason: dict[str, int]
+    requests: int
+    responses_by_status: dict[str, int]
+
+
+def _outcomes(c: Counters, buffered: int, in_flight: int) -> _Counted:
+    """What ``c`` counted, copied, with the levels held now: the client's or one lane's."""
+    return _Counted(
+        accepted=c.accepted,
+        rejected=c.rejected,
+        dropped=c.dropped,
+        dead_lettered=c.dead_lettered,
+        buffered=buffered,
+        in_flight=in_flight,
+        retried=c.retried,
+        throttled=c.throttled,
+        rejected_by_reason=dict(c.rejected_by_reason),
+        dropped_by_reason=dict(c.dropped_by_reason),
+        dead_lettered_by_reason=dict(c.dead_lettered_by_reason),
+        requests=c.requests,
+        responses_by_status=dict(c.responses_by_status),
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ._destinations import Destination
 from ._sender import BATCH_MAX_BYTES, HTTPAPI_MAX_BYTES
+from ._stats import Counters
 
 if TYPE_CHECKING:
     from ._partition import Partition
@@ -47,17 +48,13 @@ class Lane:
     """One destination's buffers, schedule, pauses and counters (see the module doc)."""
 
     __slots__ = (
-        "accepted",
         "active",
         "arrivals",
         "buffered",
         "cap",
+        "counters",
         "cursor",
-        "dead_lettered",
-        "dead_lettered_by_reason",
         "destination",
-        "dropped",
-        "dropped_by_reason",
         "event_bucket",
         "hold_reason",
         "hold_until",
@@ -70,17 +67,11 @@ class Lane:
         "paused_devices",
         "paused_users",
         "ready",
-        "rejected",
-        "rejected_by_reason",
         "removed",
         "request_bucket",
-        "requests",
         "requests_out",
-        "responses_by_status",
-        "retried",
         "spill_epochs",
         "spilled",
-        "throttled",
         "url",
     )
 
@@ -116,12 +107,7 @@ class Lane:
         self.paused_users: dict[str, float] = {}
         self.paused_devices: dict[str, float] = {}
         self.arrivals: deque[Partition] = deque(maxlen=arrivals)
-        self.accepted = self.rejected = self.dropped = self.dead_lettered = 0
-        self.retried = self.throttled = self.requests = 0
-        self.rejected_by_reason: dict[str, int] = {}
-        self.dropped_by_reason: dict[str, int] = {}
-        self.dead_lettered_by_reason: dict[str, int] = {}
-        self.responses_by_status: dict[str, int] = {}
+        self.counters = Counters()  # its share of the dispatcher's figures
         self.max_bytes = BATCH_MAX_BYTES if use_batch else HTTPAPI_MAX_BYTES
         self.destination = destination
         self.url = self.identify_url = ""
@@ -179,10 +165,6 @@ class Lane:
             self.request_bucket.take(1)
         if self.event_bucket is not None:
             self.event_bucket.take(events)
-
-    def count_drop(self, reason: str, count: int = 1) -> None:
-        self.dropped += count
-        self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + count
 
     def __repr__(self) -> str:
         return (
