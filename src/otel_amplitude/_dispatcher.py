@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
 
 from ._backoff import Backoff
 from ._clock import Clock
@@ -1508,7 +1508,7 @@ class Dispatcher:
             paused = sum(d["paused_partitions"] for d in destinations.values())
             held = sum(1 for d in destinations.values() if d["destination_paused"])
             return Stats(
-                **_outcomes(c, self._buffered + waiting + self._disk_only, self._in_flight),
+                **c.counted(self._buffered + waiting + self._disk_only, self._in_flight),
                 submitted=c.drained + waiting,
                 paused_partitions=paused,
                 destination_paused=held > 0,
@@ -1532,47 +1532,10 @@ def _lane_stats(lane: Lane, now: float) -> DestinationStats:
     )
     held = lane.hold_until > now
     return DestinationStats(
-        **_outcomes(lane.counters, lane.buffered + lane.spilled, lane.in_flight),
+        **lane.counters.counted(lane.buffered + lane.spilled, lane.in_flight),
         paused_partitions=paused,
         destination_paused=held,
         paused_reason=lane.hold_reason if held else None,
         zone=lane.destination.zone,
         environment=lane.destination.environment,
-    )
-
-
-class _Counted(TypedDict):
-    """The part of :class:`Outcomes` that one :class:`Counters` holds, with the levels."""
-
-    accepted: int
-    rejected: int
-    dropped: int
-    dead_lettered: int
-    buffered: int
-    in_flight: int
-    retried: int
-    throttled: int
-    rejected_by_reason: dict[str, int]
-    dropped_by_reason: dict[str, int]
-    dead_lettered_by_reason: dict[str, int]
-    requests: int
-    responses_by_status: dict[str, int]
-
-
-def _outcomes(c: Counters, buffered: int, in_flight: int) -> _Counted:
-    """What ``c`` counted, copied, with the levels held now: the client's or one lane's."""
-    return _Counted(
-        accepted=c.accepted,
-        rejected=c.rejected,
-        dropped=c.dropped,
-        dead_lettered=c.dead_lettered,
-        buffered=buffered,
-        in_flight=in_flight,
-        retried=c.retried,
-        throttled=c.throttled,
-        rejected_by_reason=dict(c.rejected_by_reason),
-        dropped_by_reason=dict(c.dropped_by_reason),
-        dead_lettered_by_reason=dict(c.dead_lettered_by_reason),
-        requests=c.requests,
-        responses_by_status=dict(c.responses_by_status),
     )

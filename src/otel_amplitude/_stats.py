@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["Counters", "DestinationStats", "Outcomes", "Stats"]
+__all__ = ["Counted", "Counters", "DestinationStats", "Outcomes", "Stats"]
 
 
-class Outcomes(TypedDict):
-    """What happened to events, and what is held now: the figures of the whole client and of
-    each of its destinations alike (what ``health()`` judges)."""
+class Counted(TypedDict):
+    """What a :class:`Counters` holds, copied, with the levels held now."""
 
     accepted: int
     rejected: int
@@ -19,12 +18,18 @@ class Outcomes(TypedDict):
     in_flight: int
     retried: int
     throttled: int
-    paused_partitions: int
     rejected_by_reason: dict[str, int]
     dropped_by_reason: dict[str, int]
     dead_lettered_by_reason: dict[str, int]
     requests: int
     responses_by_status: dict[str, int]
+
+
+class Outcomes(Counted):
+    """What happened to events, and what is held now: the figures of the whole client and of
+    each of its destinations alike (what ``health()`` judges)."""
+
+    paused_partitions: int
     destination_paused: bool
 
 
@@ -120,3 +125,21 @@ class Counters:
     def response(self, status: int | None, failure: str | None) -> None:
         key = str(status) if status is not None else (failure or "no_response")
         self.responses_by_status[key] = self.responses_by_status.get(key, 0) + 1
+
+    def counted(self, buffered: int, in_flight: int) -> Counted:
+        """A copy of these counts, with the levels held now (``buffered``, ``in_flight``)."""
+        return Counted(
+            accepted=self.accepted,
+            rejected=self.rejected,
+            dropped=self.dropped,
+            dead_lettered=self.dead_lettered,
+            buffered=buffered,
+            in_flight=in_flight,
+            retried=self.retried,
+            throttled=self.throttled,
+            rejected_by_reason=dict(self.rejected_by_reason),
+            dropped_by_reason=dict(self.dropped_by_reason),
+            dead_lettered_by_reason=dict(self.dead_lettered_by_reason),
+            requests=self.requests,
+            responses_by_status=dict(self.responses_by_status),
+        )
