@@ -145,11 +145,19 @@ class Transport:
 
 
 def encode_request(api_key: str, events: Sequence[Event], min_id_length: int | None) -> bytes:
-    """The JSON body of an HTTP V2 or Batch request."""
-    payload: dict[str, object] = {"api_key": api_key, "events": [to_wire(e) for e in events]}
+    """The JSON body of an HTTP V2 or Batch request.
+
+    orjson asks :func:`to_wire` for each event as it writes it (its ``default`` hook), so each
+    wire dict is freed once written: no list of a thousand dicts, each tracked by the cyclic
+    garbage collector, whose allocation would set off collections on the sender thread.
+    """
+    payload: dict[str, object] = {
+        "api_key": api_key,
+        "events": events if type(events) is list else list(events),
+    }
     if min_id_length is not None:
         payload["options"] = {"min_id_length": min_id_length}
-    return orjson.dumps(payload)
+    return orjson.dumps(payload, default=to_wire)
 
 
 @dataclass(slots=True)
