@@ -26,6 +26,7 @@ from otel_amplitude._validate import (
     USER_PROPERTY_OPERATIONS,
     _id,
     json_safe,
+    kept_as_is,
     make_event,
     new_event,
 )
@@ -435,6 +436,44 @@ def test_an_unusable_insert_id_is_invalid(value: object) -> None:
 
 
 # -- properties ----------------------------------------------------------------------------------
+
+
+PLAIN_VALUES = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet="ab", min_size=1020, max_size=1030),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+)
+
+
+@given(
+    properties=st.dictionaries(
+        st.one_of(st.text(max_size=10), st.text(alphabet="k", min_size=1020, max_size=1030)),
+        PLAIN_VALUES,
+        max_size=8,
+    )
+)
+def test_properties_are_copied_or_converted_exactly_as_json_safe_says(
+    properties: dict[str, Any],
+) -> None:
+    # make_event copies a dict kept_as_is() accepts without converting it: never one that
+    # json_safe would change.
+    try:
+        expected: object = json_safe(properties, field="event_properties") or None
+    except InvalidEventError as error:
+        expected = (error.field, error.reason)
+    try:
+        e = event(event_properties=properties)
+    except InvalidEventError as error:
+        got: object = (error.field, error.reason)
+    else:
+        got = e.event_properties
+        assert got is not properties
+        if kept_as_is(properties) and properties:
+            assert got == properties
+    assert got == expected
 
 
 def test_changing_the_callers_properties_afterwards_does_not_change_the_event() -> None:

@@ -230,8 +230,8 @@ def new_event(
     if event_properties is not None:
         if owned:
             event_properties = event_properties or None
-        elif type(event_properties) is dict and len(event_properties) <= MAX_PROPERTY_KEYS:
-            event_properties = _convert_mapping(event_properties, "event_properties", 1) or None
+        elif type(event_properties) is dict and kept_as_is(event_properties):
+            event_properties = dict(event_properties) or None  # one C-level copy
         else:
             event_properties = _properties("event_properties", event_properties)
 
