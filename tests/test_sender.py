@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import orjson
 
+from otel_amplitude._event import to_wire
 from otel_amplitude._response import Action
-from otel_amplitude._sender import HTTPAPI_MAX_BYTES, Response, Transport, deliver
+from otel_amplitude._sender import HTTPAPI_MAX_BYTES, Response, Transport, deliver, encode_request
 from otel_amplitude._validate import make_event
 
 
@@ -49,3 +50,17 @@ def test_a_400_naming_events_rejects_those_and_resends_the_others():
     assert [action for action, _ in actions] == [
         Action.RESEND, Action.REJECT, Action.RESEND, Action.REJECT, Action.RESEND,
     ]  # fmt: skip
+
+
+def test_a_request_body_carries_each_event_in_its_wire_form_in_order() -> None:
+    body = encode_request("key", EVENTS, None)
+    assert orjson.loads(body) == {"api_key": "key", "events": [to_wire(e) for e in EVENTS]}
+
+
+def test_a_request_body_takes_any_sequence_of_events_and_the_min_id_length_option() -> None:
+    body = encode_request("key", tuple(EVENTS[:2]), 3)
+    assert orjson.loads(body) == {
+        "api_key": "key",
+        "events": [to_wire(e) for e in EVENTS[:2]],
+        "options": {"min_id_length": 3},
+    }

@@ -24,8 +24,11 @@ from otel_amplitude._event import Event, to_wire
 from otel_amplitude._validate import (
     INVALID_IDS,
     USER_PROPERTY_OPERATIONS,
+    _id,
     json_safe,
+    kept_as_is,
     make_event,
+    new_event,
 )
 from otel_amplitude.exceptions import InvalidEventError
 
@@ -93,6 +96,57 @@ def test_a_typical_event_reaches_the_wire_as_given() -> None:
     assert e.created == 12.5
     assert e.fields is None
     assert e.user_properties is None
+
+
+def test_every_slot_of_the_event_is_set() -> None:
+    # new_event fills the slots itself rather than calling Event(): none may be forgotten.
+    e = event(event_properties={"plan": "pro"})
+    assert {name: getattr(e, name) for name in Event.__slots__ if name not in VARYING} == {
+        "attempts": 0,
+        "destination": "",
+        "device_id": None,
+        "epoch": 0,
+        "event_properties": {"plan": "pro"},
+        "event_type": "Signed Up",
+        "fields": None,
+        "spool_id": 0,
+        "user_id": USER,
+        "user_properties": None,
+    }
+
+
+VARYING = {"created", "insert_id", "time"}
+
+
+def test_new_event_takes_make_events_arguments_by_position() -> None:
+    arguments: dict[str, Any] = {
+        "user_id": USER,
+        "device_id": "device-1",
+        "time": 1_700_000_000_123,
+        "insert_id": "abc-1",
+        "event_properties": {"plan": "pro"},
+        "user_properties": {"$set": {"tier": 2}},
+        "fields": {"app_version": "1.2"},
+        "min_id_length": 3,
+        "created": 12.5,
+    }
+    by_name = make_event("Signed Up", **arguments)
+    by_position = new_event(
+        "Signed Up", USER, "device-1", 1_700_000_000_123, "abc-1", {"plan": "pro"},
+        {"$set": {"tier": 2}}, {"app_version": "1.2"}, 3, 12.5, False,
+    )  # fmt: skip
+    assert {name: getattr(by_position, name) for name in Event.__slots__} == {
+        name: getattr(by_name, name) for name in Event.__slots__
+    }
+
+
+def test_the_first_invalid_argument_is_the_one_reported() -> None:
+    assert rejected(event_type="", user_id="ab", event_properties={"x": math.nan}).field == (
+        "event_type"
+    )
+    assert rejected(user_id="ab", time=-1, event_properties={"x": math.nan}).field == "user_id"
+    assert rejected(time=-1, insert_id="", event_properties={"x": math.nan}).field == "time"
+    assert rejected(insert_id="", event_properties={"x": math.nan}).field == "insert_id"
 
 
 def test_created_defaults_to_the_monotonic_clock() -> None:
@@ -234,6 +288,30 @@ def test_an_id_with_a_lone_surrogate_is_invalid() -> None:
     assert rejected(user_id="user-\ud800x").field == "user_id"
 
 
+@given(
+    value=st.one_of(
+        st.text(max_size=40),
+        st.text(alphabet="ab-", min_size=1020, max_size=1030),
+        st.sampled_from(sorted(INVALID_IDS)),
+    ),
+    min_id_length=st.one_of(st.none(), st.integers(-1, 40)),
+)
+def test_an_id_is_kept_converted_or_refused_exactly_as_the_full_check_says(
+    value: str, min_id_length: int | None
+) -> None:
+    # make_event lets the common id through without calling _id: never one _id would change.
+    minimum = 5 if min_id_length is None else max(min_id_length, 1)
+    try:
+        expected: object = _id("user_id", value, minimum)
+    except InvalidEventError as error:
+        expected = (error.field, error.reason)
+    try:
+        got: object = make_event("x", user_id=value, min_id_length=min_id_length).user_id
+    except InvalidEventError as error:
+        got = (error.field, error.reason)
+    assert got == expected
+
+
 def test_non_ascii_ids_are_fine() -> None:
     assert event(user_id="utilisateur-é").user_id == "utilisateur-é"
 
@@ -358,6 +436,44 @@ def test_an_unusable_insert_id_is_invalid(value: object) -> None:
 
 
 # -- properties ----------------------------------------------------------------------------------
+
+
+PLAIN_VALUES = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet="ab", min_size=1020, max_size=1030),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+)
+
+
+@given(
+    properties=st.dictionaries(
+        st.one_of(st.text(max_size=10), st.text(alphabet="k", min_size=1020, max_size=1030)),
+        PLAIN_VALUES,
+        max_size=8,
+    )
+)
+def test_properties_are_copied_or_converted_exactly_as_json_safe_says(
+    properties: dict[str, Any],
+) -> None:
+    # make_event copies a dict kept_as_is() accepts without converting it: never one that
+    # json_safe would change.
+    try:
+        expected: object = json_safe(properties, field="event_properties") or None
+    except InvalidEventError as error:
+        expected = (error.field, error.reason)
+    try:
+        e = event(event_properties=properties)
+    except InvalidEventError as error:
+        got: object = (error.field, error.reason)
+    else:
+        got = e.event_properties
+        assert got is not properties
+        if kept_as_is(properties) and properties:
+            assert got == properties
+    assert got == expected
 
 
 def test_changing_the_callers_properties_afterwards_does_not_change_the_event() -> None:

@@ -31,7 +31,7 @@ from ._metrics import MetricsObserver
 from ._settings import Settings
 from ._spool import Spool, open_spool
 from ._stats import Stats
-from ._validate import make_event
+from ._validate import make_event, new_event
 from .exceptions import ConfigError, InvalidEventError
 
 __all__ = ["Client", "default_client"]
@@ -90,6 +90,10 @@ class Client:
                 "project's API key, or set AMPLITUDE_ENABLED=false to run without sending"
             )
         self._settings = settings
+        # Read on every track(): kept here, one attribute away (none of them ever changes).
+        self._prefix = settings.event_prefix
+        self._min_id_length = settings.min_id_length
+        self._routes_tenants = self._router.active
         self._on_dead_letter = on_dead_letter
         self._closed = False
         self._name = name
@@ -202,19 +206,21 @@ class Client:
         (default: the one bound with ``bind(tenant=...)``, else the default project). Raises
         :class:`InvalidEventError` naming the field when the event cannot be sent; never blocks.
         """
-        prefix = self._settings.event_prefix
-        event = make_event(
+        prefix = self._prefix
+        event = new_event(
             prefix + event_type if prefix and isinstance(event_type, str) else event_type,
-            user_id=user_id,
-            device_id=device_id,
-            time=time,
-            insert_id=insert_id,
-            event_properties=event_properties,
-            user_properties=user_properties,
-            fields=amplitude_fields or None,
-            min_id_length=self._settings.min_id_length,
+            user_id,
+            device_id,
+            time,
+            insert_id,
+            event_properties,
+            user_properties,
+            amplitude_fields or None,
+            self._min_id_length,
+            None,
+            False,
         )
-        if tenant is not None or self._router.active:
+        if tenant is not None or self._routes_tenants:
             event.destination = self._tenant(tenant)
         self.submit(event)
         return event.insert_id

@@ -20,6 +20,10 @@ class Event:
     end-to-end latency figure; ``attempts`` counts failed deliveries (not splits or throttles).
     ``destination`` names the Amplitude project it goes to ("" for the default one); ``spool_id``
     is its row in the durable spool (0: not spooled).
+
+    :func:`~otel_amplitude._validate.new_event` fills the slots itself, without calling the
+    class (the caller's hot path): a new slot must be set there too (a test checks that every
+    slot is).
     """
 
     __slots__ = (
