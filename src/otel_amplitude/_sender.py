@@ -92,10 +92,10 @@ class Transport:
                 assert_same_host=False,
                 preload_content=True,
             )
+        except NewConnectionError:  # before the timeout: urllib3 2 makes it a ConnectTimeoutError
+            return Response(None, b"", None, "connection_refused", time.perf_counter() - started)
         except Urllib3TimeoutError:
             return Response(None, b"", None, "timeout", time.perf_counter() - started)
-        except NewConnectionError:
-            return Response(None, b"", None, "connection_refused", time.perf_counter() - started)
         except ProtocolError:
             return Response(None, b"", None, "connection_reset", time.perf_counter() - started)
         except HTTPError:
