@@ -10,6 +10,7 @@ from otel_amplitude import Settings
 from otel_amplitude._dispatcher import Barrier, Dispatcher, _Request
 from otel_amplitude._event import Event
 from otel_amplitude._identify import IDENTIFY
+from otel_amplitude._partition import Partition
 from otel_amplitude._response import Action, classify
 from otel_amplitude._sender import Delivery, Response
 from otel_amplitude._validate import make_event
@@ -93,7 +94,7 @@ class Pipeline:
             "stats": stats,
             "outstanding": dict(dispatcher._outstanding),
             "partitions": {
-                key: ([e.insert_id for e in p.events], p.state, p.failures)
+                key: ([e.insert_id for e in p], p.state, p.failures)
                 for key, p in lane.partitions.items()
             },
             "ready": [p.key for p in lane.ready],
@@ -211,7 +212,7 @@ def test_a_partition_emptied_by_an_accepted_request_is_reused_for_the_next_user(
     partition = dispatcher._lanes[""].partitions["user-c"]
     assert partition is used_b
     assert (partition.key, partition.failures, partition.not_before) == ("user-c", 0, 0.0)
-    assert [e.insert_id for e in partition.events] == ["c-1", "c-2"]
+    assert [e.insert_id for e in partition] == ["c-1", "c-2"]
     pipeline.answer(request := pipeline.form(), [ACCEPT, ACCEPT])
     assert pipeline.sent[-1] == ["c-1", "c-2"]
     assert dispatcher.snapshot()["accepted"] == 4
@@ -240,3 +241,43 @@ def test_a_request_takes_whole_partitions_then_the_front_of_the_last_in_order():
     pipeline.answer(rest, [ACCEPT] * 4)
     stats = pipeline.dispatcher.snapshot()
     assert (stats["accepted"], stats["buffered"], stats["in_flight"]) == (9, 0, 0)
+
+
+def test_a_partition_is_its_own_queue_and_compares_by_identity():
+    lane = Pipeline().dispatcher._lanes[""]
+    first, second = Partition("user-a", lane), Partition("user-b", lane)
+    assert not first  # empty: false, so the dispatcher tests a partition variable with `is None`
+    assert first != second  # two empty queues, yet two partitions
+    assert len({first, second}) == 2
+    first.append(event("a", 1))
+    assert first
+    assert len(first) == 1
+    assert first.maxlen is None
+    assert repr(first) == "Partition(events=1, state=0)"  # never the events
+
+
+def test_an_event_for_a_partition_its_request_emptied_waits_for_that_request():
+    pipeline = Pipeline()
+    pipeline.submit(event("a", 1))
+    request = pipeline.form()
+    lane = pipeline.dispatcher._lanes[""]
+    in_flight = lane.partitions["user-a"]
+    assert not in_flight  # emptied by its request, still the user's partition
+    pipeline.submit(event("a", 2))
+    assert lane.partitions["user-a"] is in_flight
+    assert [e.insert_id for e in in_flight] == ["a-2"]
+    assert not pipeline.dispatcher._form(lane, 1_000, pipeline.clock.monotonic())  # not ready
+    pipeline.answer(request, [ACCEPT])
+    pipeline.answer(pipeline.form(), [ACCEPT])
+    assert pipeline.sent == [["a-1"], ["a-2"]]
+    assert lane.partitions == {}
+
+
+def test_drop_oldest_skips_partitions_emptied_since_they_were_named():
+    pipeline = Pipeline(overflow="drop_oldest", max_buffered_events=2)
+    pipeline.submit(event("a", 1))
+    pipeline.answer(pipeline.form(), [ACCEPT])  # a's partition is empty and gone
+    pipeline.submit(event("b", 1), event("c", 1), event("d", 1))
+    stats = pipeline.dispatcher.snapshot()
+    assert stats["dropped_by_reason"] == {"overflow": 1}
+    assert [e.insert_id for e in pipeline.form().events] == ["c-1", "d-1"]  # b's was the oldest

@@ -327,15 +327,15 @@ class Dispatcher:
     def _purge_lane(self, lane: Lane, matches: Callable[[Event], bool]) -> int:
         removed = 0
         for partition in list(lane.partitions.values()):
-            kept = [e for e in partition.events if not matches(e)]
-            gone = len(partition.events) - len(kept)
+            kept = [e for e in partition if not matches(e)]
+            gone = len(partition) - len(kept)
             if not gone:
                 continue
-            for event in partition.events:
+            for event in partition:
                 if matches(event):
                     self._finish(event)
-            partition.events.clear()
-            partition.events.extend(kept)
+            partition.clear()
+            partition.extend(kept)
             self._buffered -= gone
             lane.buffered -= gone
             if partition.state == READY:
@@ -513,11 +513,11 @@ class Dispatcher:
             return True
         for lane in self._lanes.values():
             for partition in lane.partitions.values():
-                if partition.events:
-                    self._dead_letter(list(partition.events), "shutdown", lane)
-                    self._buffered -= len(partition.events)
-                    lane.buffered -= len(partition.events)
-                    partition.events.clear()
+                if partition:
+                    self._dead_letter(list(partition), "shutdown", lane)
+                    self._buffered -= len(partition)
+                    lane.buffered -= len(partition)
+                    partition.clear()
             lane.partitions.clear()
             lane.ready.clear()
             lane.active = False
@@ -639,7 +639,7 @@ class Dispatcher:
         assert key is not None
         partition = lane.partitions.get(key)
         full = (
-            (partition is not None and len(partition.events) >= self._capacity)
+            (partition is not None and len(partition) >= self._capacity)
             or self._buffered + self._in_flight >= self._max_buffered
             or lane.buffered + lane.in_flight >= lane.cap
         )
@@ -666,7 +666,7 @@ class Dispatcher:
             self._note_overflow(partition)
             self.counters.drop("overflow")
             lane.counters.drop("overflow")
-            if partition.state == IDLE and not partition.events:
+            if partition.state == IDLE and not partition:
                 del lane.partitions[key]
             return
         self._place(partition, event, self._epoch, now)
@@ -676,7 +676,7 @@ class Dispatcher:
         lane = partition.lane
         event.epoch = epoch
         self._outstanding[epoch] = self._outstanding.get(epoch, 0) + 1
-        partition.events.append(event)
+        partition.append(event)
         self._buffered += 1
         lane.buffered += 1
         if self._drop_oldest:
@@ -691,7 +691,7 @@ class Dispatcher:
                 if not lane.active:
                     lane.active = True
                     self._active.append(lane)
-                self._ready_events += len(partition.events)
+                self._ready_events += len(partition)
             else:
                 self._schedule(partition, now)
 
@@ -895,7 +895,7 @@ class Dispatcher:
 
     def _note_overflow(self, partition: Partition) -> None:
         lane = partition.lane
-        if len(partition.events) >= self._capacity:
+        if len(partition) >= self._capacity:
             which = f"one user's or device's buffer (AMPLITUDE_PARTITION_CAPACITY={self._capacity})"
         elif self._buffered + self._in_flight >= self._max_buffered:
             which = f"the buffers (AMPLITUDE_MAX_BUFFERED_EVENTS={self._max_buffered})"
@@ -914,7 +914,7 @@ class Dispatcher:
         if not self._drop_oldest:
             return False
         lane = partition.lane
-        if len(partition.events) >= self._capacity:
+        if len(partition) >= self._capacity:
             victim: Partition | None = partition
         else:
             # The oldest event of the arriving event's own destination: one customer's flood
@@ -922,14 +922,14 @@ class Dispatcher:
             victim = None
             while lane.arrivals:
                 candidate = lane.arrivals.popleft()
-                if candidate.events and lane.partitions.get(candidate.key) is candidate:
+                if candidate and lane.partitions.get(candidate.key) is candidate:
                     victim = candidate
                     break
-            if victim is None and partition.events:
+            if victim is None and partition:
                 victim = partition
-        if victim is None or not victim.events:
+        if victim is None or not victim:
             return False
-        oldest = victim.events.popleft()
+        oldest = victim.popleft()
         self._note_overflow(victim)
         self._buffered -= 1
         lane.buffered -= 1
@@ -945,7 +945,7 @@ class Dispatcher:
     def _schedule(self, partition: Partition, now: float) -> None:
         """Put an idle partition where it belongs: gone, ready, or waiting for its time."""
         lane = partition.lane
-        if not partition.events:
+        if not partition:
             partition.state = IDLE
             if lane.partitions.get(partition.key) is partition:
                 del lane.partitions[partition.key]
@@ -960,7 +960,7 @@ class Dispatcher:
             if not lane.active:
                 lane.active = True
                 self._active.append(lane)
-            self._ready_events += len(partition.events)
+            self._ready_events += len(partition)
 
     def _wake_waiting(self, now: float) -> None:
         waiting = self._waiting
@@ -1061,19 +1061,18 @@ class Dispatcher:
             taken_events = 0
             while ready and taken_events < room:
                 partition = ready.popleft()
-                queue_ = partition.events
-                count = len(queue_)
+                count = len(partition)
                 self._ready_events -= count
                 if not count:
                     partition.state = IDLE
                     self._schedule(partition, now)
                     continue
                 if count <= room - taken_events:
-                    events.extend(queue_)
-                    queue_.clear()
+                    events.extend(partition)
+                    partition.clear()
                 else:
                     count = room - taken_events
-                    events.extend([queue_.popleft() for _ in range(count)])
+                    events.extend([partition.popleft() for _ in range(count)])
                 taken_events += count
                 partitions.append(partition)
                 partition.state = IN_FLIGHT
@@ -1081,12 +1080,12 @@ class Dispatcher:
             partition = ready.popleft()
             if (
                 identifies is not None
-                and partition.events
-                and (partition.events[0].event_type == IDENTIFY) != identifies
+                and partition
+                and (partition[0].event_type == IDENTIFY) != identifies
             ):
                 deferred.append(partition)  # stays READY, for the next request
                 continue
-            self._ready_events -= len(partition.events)
+            self._ready_events -= len(partition)
             partition.state = IDLE
             taken = self._take(partition, room - len(events), now)
             if taken:
@@ -1118,24 +1117,23 @@ class Dispatcher:
 
     def _take(self, partition: Partition, room: int, now: float) -> list[Event]:
         """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
-        queue_ = partition.events
         lane = partition.lane
         if not (lane.paused_users or lane.paused_devices or self._identify_seen):
-            count = min(room, len(queue_))
-            return [queue_.popleft() for _ in range(count)]
+            count = min(room, len(partition))
+            return [partition.popleft() for _ in range(count)]
         taken: list[Event] = []
-        identifies = bool(queue_) and queue_[0].event_type == IDENTIFY
-        while queue_ and len(taken) < room:
-            if (queue_[0].event_type == IDENTIFY) != identifies:
+        identifies = bool(partition) and partition[0].event_type == IDENTIFY
+        while partition and len(taken) < room:
+            if (partition[0].event_type == IDENTIFY) != identifies:
                 break  # events and identify updates go in separate requests, in order
-            until = self._paused_until(lane, queue_[0], now)
+            until = self._paused_until(lane, partition[0], now)
             if until:
                 if not taken:
                     partition.not_before = until
                     partition.state = WAITING
                     heapq.heappush(self._waiting, (until, next(self._sequence), partition))
                 break
-            taken.append(queue_.popleft())
+            taken.append(partition.popleft())
         return taken
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -1246,7 +1244,7 @@ class Dispatcher:
         for partition in request.partitions:
             partition.failures = 0
             partition.state = IDLE
-            if partition.events:
+            if partition:
                 self._schedule(partition, now)
             elif partitions.get(partition.key) is partition:
                 del partitions[partition.key]
@@ -1332,7 +1330,7 @@ class Dispatcher:
             key = partition.key
             events = requeue.get(key)
             if events:
-                partition.events.extendleft(reversed(events))
+                partition.extendleft(reversed(events))
                 self._buffered += len(events)
                 lane.buffered += len(events)
             if key in failed:

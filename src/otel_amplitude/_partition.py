@@ -16,23 +16,32 @@ __all__ = ["IDLE", "IN_FLIGHT", "READY", "WAITING", "Partition"]
 IDLE, READY, WAITING, IN_FLIGHT = 0, 1, 2, 3
 
 
-class Partition:
-    """A FIFO of one partition's events, with its place in the dispatcher's schedule.
+class Partition(deque[Event]):
+    """A FIFO of one partition's events (it is the deque), with its place in the schedule.
 
     States: IDLE (not scheduled), READY (in the ready queue), WAITING (in the timer heap until
     ``not_before``), IN_FLIGHT (a request carries some of its events; at most one at a time,
     which is what keeps the order across retries).
+
+    One object rather than an object holding a deque: with many users nearly every event makes
+    a partition, and each object the garbage collector tracks costs while many events are
+    buffered. Being a deque, an empty partition is false: test a partition variable with
+    ``is None``, never by its truth. It compares and hashes by identity, as any other object.
     """
 
-    __slots__ = ("events", "failures", "key", "lane", "not_before", "state")
+    __slots__ = ("failures", "key", "lane", "not_before", "state")
 
     def __init__(self, key: str, lane: Lane) -> None:
+        # deque's __new__ made the empty deque (no maxlen); deque.__init__ would only add items.
         self.key = key
         self.lane = lane
-        self.events: deque[Event] = deque()
         self.state = IDLE
         self.not_before = 0.0
         self.failures = 0
 
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return f"Partition(events={len(self.events)}, state={self.state})"
+        return f"Partition(events={len(self)}, state={self.state})"
