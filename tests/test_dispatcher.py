@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from otel_amplitude import Settings
+from otel_amplitude import _dispatcher as dispatcher_module
 from otel_amplitude._dispatcher import Barrier, Dispatcher, _Request
 from otel_amplitude._event import Event
 from otel_amplitude._identify import IDENTIFY
@@ -281,3 +284,37 @@ def test_drop_oldest_skips_partitions_emptied_since_they_were_named():
     stats = pipeline.dispatcher.snapshot()
     assert stats["dropped_by_reason"] == {"overflow": 1}
     assert [e.insert_id for e in pipeline.form().events] == ["c-1", "d-1"]  # b's was the oldest
+
+
+def test_a_slice_admits_each_event_into_the_epoch_of_the_barriers_around_it(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(dispatcher_module, "_SLICE", 3)
+    pipeline = Pipeline(max_buffered_events=5)
+    dispatcher = pipeline.dispatcher
+    now = pipeline.clock.monotonic()
+    update = event("b", 2, IDENTIFY, user_properties={"$set": {"plan": "pro"}})
+    dispatcher.inbound.extend([event("a", 1), "invalid", update, event("a", 2)])
+    barrier = dispatcher.request_flush()
+    dispatcher._drain(now)  # a-1, the counted drop and the update; the barrier is after a-2
+    dispatcher.inbound.extend([event("c", i) for i in range(3)])
+    dispatcher._drain(now)  # a-2, the seal, then c-0 and c-1 in the next epoch
+    assert barrier.epoch == 0
+    assert dispatcher._outstanding == {0: 3, 1: 2}
+    dispatcher._drain(now)  # c-2: the buffers are full
+    stats = dispatcher.snapshot()
+    assert stats["submitted"] == 7
+    assert stats["buffered"] == 5
+    assert stats["dropped_by_reason"] == {"invalid": 1, "overflow": 1}
+    assert dispatcher._ready_events == 5
+    lane = dispatcher._lanes[""]
+    assert {key: [e.insert_id for e in p] for key, p in lane.partitions.items()} == {
+        "user-a": ["a-1", "a-2"],
+        "user-b": ["b-2"],
+        "user-c": ["c-0", "c-1"],
+    }
+    while lane.ready:
+        pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert barrier.done.is_set()
+    assert dispatcher._outstanding == {}
+    assert dispatcher.snapshot()["accepted"] == 5

@@ -574,21 +574,103 @@ class Dispatcher:
             barrier.target = counters.drained + len(inbound)
             self._unsealed.append(barrier)
         self._seal_barriers()
-        count = min(len(inbound), _SLICE)
-        for _ in range(count):
-            item = inbound.popleft()
-            counters.drained += 1
-            if type(item) is Event:
-                self._admit(item, now)
-            elif isinstance(item, str):
-                counters.drop(item)  # an integration's or the caller's counted drop
-            else:
-                built = self._build(item)  # type: ignore[arg-type]
-                if built is not None:
-                    self._admit(built, now)
-            if self._unsealed and counters.drained >= self._unsealed[0].target:
-                self._seal_barriers()
+        left = min(len(inbound), _SLICE)
+        while left:
+            # A run ends where the next flush barrier is sealed: its events share one epoch.
+            run = left
+            if self._unsealed:
+                run = min(run, self._unsealed[0].target - counters.drained)
+            self._admit_run(run, now)
+            left -= run
+            self._seal_barriers()
         return bool(inbound)
+
+    def _admit_run(self, count: int, now: float) -> None:
+        """Admit the next ``count`` items of ``inbound``, all of the current flush epoch.
+
+        The common case (no spool, no ``drop_oldest``, room, not an identify update) is
+        ``_enter`` and ``_place`` inlined, its counts kept here and added once at the end; any
+        other event goes through ``_enter``, after the counts so far are added (it reads them).
+        """
+        inbound = self.inbound
+        counters = self.counters
+        counters.drained += count
+        screen = self.screen
+        lanes = self._lanes
+        spare = self._spare
+        capacity = self._capacity
+        epoch = self._epoch
+        inline = self.spool is None and not self._drop_oldest
+        free = self._max_buffered - self._buffered - self._in_flight  # room in all the buffers
+        placed = 0  # events placed inline, not yet in _buffered and _outstanding
+        ready = 0  # of them, events that joined a ready partition, not yet in _ready_events
+        for _ in range(count):
+            event = inbound.popleft()
+            if type(event) is not Event:
+                if isinstance(event, str):
+                    counters.drop(event)  # an integration's or the caller's counted drop
+                    continue
+                built = self._build(event)  # type: ignore[arg-type]
+                if built is None:
+                    continue
+                event = built
+            if screen is not None and (reason := screen(event)) is not None:
+                counters.drop(reason)
+                continue
+            lane = lanes.get(event.destination)
+            if (
+                inline
+                and free > 0
+                and lane is not None
+                and lane.buffered + lane.in_flight < lane.cap
+                and event.event_type != IDENTIFY
+            ):
+                key = event.device_id if event.device_id is not None else event.user_id
+                assert key is not None
+                partition = lane.partitions.get(key)
+                if partition is None:
+                    if spare:
+                        partition = spare.pop()
+                        partition.key = key
+                        partition.lane = lane
+                    else:
+                        partition = Partition(key, lane)
+                    lane.partitions[key] = partition
+                elif len(partition) >= capacity:
+                    partition = None
+                if partition is not None:
+                    event.epoch = epoch
+                    partition.append(event)
+                    placed += 1
+                    free -= 1
+                    lane.buffered += 1
+                    state = partition.state
+                    if state == READY:
+                        ready += 1
+                    elif state == IDLE:
+                        if partition.not_before <= now and not lane.removed:
+                            # ``_schedule``'s ready case: a new partition goes here every time.
+                            partition.state = READY
+                            lane.ready.append(partition)
+                            if not lane.active:
+                                lane.active = True
+                                self._active.append(lane)
+                            ready += len(partition)
+                        else:
+                            self._schedule(partition, now)
+                    continue
+            if placed:
+                self._buffered += placed
+                self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
+                placed = 0
+            self._ready_events += ready
+            ready = 0
+            self._enter(event, lane, now)
+            free = self._max_buffered - self._buffered - self._in_flight
+        if placed:
+            self._buffered += placed
+            self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
+        self._ready_events += ready
 
     def _seal_barriers(self) -> None:
         while self._unsealed and self.counters.drained >= self._unsealed[0].target:
@@ -621,16 +703,14 @@ class Dispatcher:
             self.counters.drop("no_identity")
         return event
 
-    def _admit(self, event: Event, now: float) -> None:
-        if self.screen is not None:
-            reason = self.screen(event)
-            if reason is not None:
-                self.counters.drop(reason)
-                return
+    def _enter(self, event: Event, lane: Lane | None, now: float) -> None:
+        """Place a screened event in its partition, or spill, or drop it (counted).
+
+        ``lane`` is its destination's lane when it has one yet.
+        """
         if event.event_type == IDENTIFY:
             self._identify_seen = True
             self._count_identify(event, now)
-        lane = self._lanes.get(event.destination)
         if lane is None:
             lane = self._lane_for(event)
             if lane is None:
