@@ -246,7 +246,7 @@ def test_a_request_takes_whole_partitions_then_the_front_of_the_last_in_order():
     assert (stats["accepted"], stats["buffered"], stats["in_flight"]) == (9, 0, 0)
 
 
-def test_a_partition_is_its_own_queue_and_compares_by_identity():
+def test_a_partition_is_its_own_list_of_events_and_compares_by_identity():
     lane = Pipeline().dispatcher._lanes[""]
     first, second = Partition("user-a", lane), Partition("user-b", lane)
     assert not first  # empty: false, so the dispatcher tests a partition variable with `is None`
@@ -255,7 +255,6 @@ def test_a_partition_is_its_own_queue_and_compares_by_identity():
     first.append(event("a", 1))
     assert first
     assert len(first) == 1
-    assert first.maxlen is None
     assert repr(first) == "Partition(events=1, state=0)"  # never the events
 
 
@@ -318,3 +317,17 @@ def test_a_slice_admits_each_event_into_the_epoch_of_the_barriers_around_it(
     assert barrier.done.is_set()
     assert dispatcher._outstanding == {}
     assert dispatcher.snapshot()["accepted"] == 5
+
+
+def test_requests_take_events_and_identify_updates_apart_and_stop_at_a_paused_user():
+    pipeline = Pipeline()
+    update = event("a", 3, IDENTIFY, user_properties={"$set": {"plan": "pro"}})
+    pipeline.submit(event("a", 1), event("a", 2), update, event("a", 4), event("b", 1))
+    pipeline.dispatcher._lanes[""].paused_users["user-b"] = pipeline.clock.monotonic() + 30.0
+    for _ in range(3):
+        pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert pipeline.sent == [["a-1", "a-2"], ["a-3"], ["a-4"]]  # b waits out its pause
+    pipeline.clock.advance(31.0)
+    pipeline.answer(request := pipeline.form(), [ACCEPT])
+    assert pipeline.sent[-1] == ["b-1"]
+    assert pipeline.dispatcher.snapshot()["accepted"] == 5

@@ -86,7 +86,7 @@ _REFILL = 2_048
 #: How often the spool directory is searched for segments of dead processes to adopt.
 ADOPT_SECONDS = 5.0
 #: Most emptied partitions kept for reuse: with many users, most partitions hold one event
-#: and would otherwise be made and torn down (with their deque) for each.
+#: and would otherwise be made and torn down for each.
 _SPARE = 2_048
 
 
@@ -1009,7 +1009,7 @@ class Dispatcher:
                 victim = partition
         if victim is None or not victim:
             return False
-        oldest = victim.popleft()
+        oldest = victim.pop(0)
         self._note_overflow(victim)
         self._buffered -= 1
         lane.buffered -= 1
@@ -1152,7 +1152,8 @@ class Dispatcher:
                     partition.clear()
                 else:
                     count = room - taken_events
-                    events.extend([partition.popleft() for _ in range(count)])
+                    events.extend(partition[:count])
+                    del partition[:count]
                 taken_events += count
                 partitions.append(partition)
                 partition.state = IN_FLIGHT
@@ -1199,21 +1200,26 @@ class Dispatcher:
         """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
         lane = partition.lane
         if not (lane.paused_users or lane.paused_devices or self._identify_seen):
-            count = min(room, len(partition))
-            return [partition.popleft() for _ in range(count)]
-        taken: list[Event] = []
+            taken = partition[:room]
+            del partition[:room]
+            return taken
+        count = 0
+        end = min(room, len(partition))
         identifies = bool(partition) and partition[0].event_type == IDENTIFY
-        while partition and len(taken) < room:
-            if (partition[0].event_type == IDENTIFY) != identifies:
+        while count < end:
+            event = partition[count]
+            if (event.event_type == IDENTIFY) != identifies:
                 break  # events and identify updates go in separate requests, in order
-            until = self._paused_until(lane, partition[0], now)
+            until = self._paused_until(lane, event, now)
             if until:
-                if not taken:
+                if not count:
                     partition.not_before = until
                     partition.state = WAITING
                     heapq.heappush(self._waiting, (until, next(self._sequence), partition))
                 break
-            taken.append(partition.popleft())
+            count += 1
+        taken = partition[:count]
+        del partition[:count]
         return taken
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -1410,7 +1416,7 @@ class Dispatcher:
             key = partition.key
             events = requeue.get(key)
             if events:
-                partition.extendleft(reversed(events))
+                partition[:0] = events
                 self._buffered += len(events)
                 lane.buffered += len(events)
             if key in failed:
