@@ -331,3 +331,27 @@ def test_requests_take_events_and_identify_updates_apart_and_stop_at_a_paused_us
     pipeline.answer(request := pipeline.form(), [ACCEPT])
     assert pipeline.sent[-1] == ["b-1"]
     assert pipeline.dispatcher.snapshot()["accepted"] == 5
+
+
+class Interrupting:
+    """A deferred event whose building is interrupted (as by Ctrl-C in ``purge``)."""
+
+    source = "test"
+
+    def __call__(self) -> Event | None:
+        raise KeyboardInterrupt
+
+
+def test_a_run_stopped_by_an_exception_keeps_the_counts_of_what_it_placed():
+    pipeline = Pipeline()
+    dispatcher = pipeline.dispatcher
+    dispatcher.inbound.extend([event("a", 1), event("b", 1), Interrupting(), event("a", 2)])
+    with pytest.raises(KeyboardInterrupt):
+        dispatcher._drain(pipeline.clock.monotonic())
+    assert dispatcher.counters.drained == 3
+    assert dispatcher._outstanding == {0: 2}
+    assert dispatcher._ready_events == 2
+    assert dispatcher.snapshot()["buffered"] == 2 + 1  # a-2 still waits in inbound
+    pipeline.submit()
+    assert dispatcher._outstanding == {0: 3}
+    assert dispatcher.snapshot()["buffered"] == 3

@@ -589,12 +589,12 @@ class Dispatcher:
         """Admit the next ``count`` items of ``inbound``, all of the current flush epoch.
 
         The common case (no spool, no ``drop_oldest``, room, not an identify update) is
-        ``_enter`` and ``_place`` inlined, its counts kept here and added once at the end; any
-        other event goes through ``_enter``, after the counts so far are added (it reads them).
+        ``_enter`` and ``_place`` inlined, its counts kept here and added once at the end (or
+        where an exception stops the run); any other event goes through ``_enter``, after the
+        counts so far are added (it reads them).
         """
         inbound = self.inbound
         counters = self.counters
-        counters.drained += count
         screen = self.screen
         lanes = self._lanes
         spare = self._spare
@@ -604,73 +604,77 @@ class Dispatcher:
         free = self._max_buffered - self._buffered - self._in_flight  # room in all the buffers
         placed = 0  # events placed inline, not yet in _buffered and _outstanding
         ready = 0  # of them, events that joined a ready partition, not yet in _ready_events
-        for _ in range(count):
-            event = inbound.popleft()
-            if type(event) is not Event:
-                if isinstance(event, str):
-                    counters.drop(event)  # an integration's or the caller's counted drop
+        done = -1
+        try:
+            for done in range(count):  # noqa: B007 - counted in ``finally``
+                event = inbound.popleft()
+                if type(event) is not Event:
+                    if isinstance(event, str):
+                        counters.drop(event)  # an integration's or the caller's counted drop
+                        continue
+                    built = self._build(event)  # type: ignore[arg-type]
+                    if built is None:
+                        continue
+                    event = built
+                if screen is not None and (reason := screen(event)) is not None:
+                    counters.drop(reason)
                     continue
-                built = self._build(event)  # type: ignore[arg-type]
-                if built is None:
-                    continue
-                event = built
-            if screen is not None and (reason := screen(event)) is not None:
-                counters.drop(reason)
-                continue
-            lane = lanes.get(event.destination)
-            if (
-                inline
-                and free > 0
-                and lane is not None
-                and lane.buffered + lane.in_flight < lane.cap
-                and event.event_type != IDENTIFY
-            ):
-                key = event.device_id if event.device_id is not None else event.user_id
-                assert key is not None
-                partition = lane.partitions.get(key)
-                if partition is None:
-                    if spare:
-                        partition = spare.pop()
-                        partition.key = key
-                        partition.lane = lane
-                    else:
-                        partition = Partition(key, lane)
-                    lane.partitions[key] = partition
-                elif len(partition) >= capacity:
-                    partition = None
-                if partition is not None:
-                    event.epoch = epoch
-                    partition.append(event)
-                    placed += 1
-                    free -= 1
-                    lane.buffered += 1
-                    state = partition.state
-                    if state == READY:
-                        ready += 1
-                    elif state == IDLE:
-                        if partition.not_before <= now and not lane.removed:
-                            # ``_schedule``'s ready case: a new partition goes here every time.
-                            partition.state = READY
-                            lane.ready.append(partition)
-                            if not lane.active:
-                                lane.active = True
-                                self._active.append(lane)
-                            ready += len(partition)
+                lane = lanes.get(event.destination)
+                if (
+                    inline
+                    and free > 0
+                    and lane is not None
+                    and lane.buffered + lane.in_flight < lane.cap
+                    and event.event_type != IDENTIFY
+                ):
+                    key = event.device_id if event.device_id is not None else event.user_id
+                    assert key is not None
+                    partition = lane.partitions.get(key)
+                    if partition is None:
+                        if spare:
+                            partition = spare.pop()
+                            partition.key = key
+                            partition.lane = lane
                         else:
-                            self._schedule(partition, now)
-                    continue
+                            partition = Partition(key, lane)
+                        lane.partitions[key] = partition
+                    elif len(partition) >= capacity:
+                        partition = None
+                    if partition is not None:
+                        event.epoch = epoch
+                        partition.append(event)
+                        placed += 1
+                        free -= 1
+                        lane.buffered += 1
+                        state = partition.state
+                        if state == READY:
+                            ready += 1
+                        elif state == IDLE:
+                            if partition.not_before <= now and not lane.removed:
+                                # ``_schedule``'s ready case: a new partition goes here every time.
+                                partition.state = READY
+                                lane.ready.append(partition)
+                                if not lane.active:
+                                    lane.active = True
+                                    self._active.append(lane)
+                                ready += len(partition)
+                            else:
+                                self._schedule(partition, now)
+                        continue
+                if placed:
+                    self._buffered += placed
+                    self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
+                    placed = 0
+                self._ready_events += ready
+                ready = 0
+                self._enter(event, lane, now)
+                free = self._max_buffered - self._buffered - self._in_flight
+        finally:  # also when interrupted (purge runs on an application thread)
+            counters.drained += done + 1
             if placed:
                 self._buffered += placed
                 self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
-                placed = 0
             self._ready_events += ready
-            ready = 0
-            self._enter(event, lane, now)
-            free = self._max_buffered - self._buffered - self._in_flight
-        if placed:
-            self._buffered += placed
-            self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
-        self._ready_events += ready
 
     def _seal_barriers(self) -> None:
         while self._unsealed and self.counters.drained >= self._unsealed[0].target:
