@@ -73,7 +73,7 @@ class Pipeline:
                 e.user_id
                 for lane in self.dispatcher._lanes.values()
                 for p in lane.partitions.values()
-                for e in p.events
+                for e in p
             ]
 
     def close(self) -> None:

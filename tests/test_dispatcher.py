@@ -6,10 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from otel_amplitude import Settings
+from otel_amplitude import _dispatcher as dispatcher_module
 from otel_amplitude._dispatcher import Barrier, Dispatcher, _Request
 from otel_amplitude._event import Event
 from otel_amplitude._identify import IDENTIFY
+from otel_amplitude._partition import Partition
 from otel_amplitude._response import Action, classify
 from otel_amplitude._sender import Delivery, Response
 from otel_amplitude._validate import make_event
@@ -93,7 +97,7 @@ class Pipeline:
             "stats": stats,
             "outstanding": dict(dispatcher._outstanding),
             "partitions": {
-                key: ([e.insert_id for e in p.events], p.state, p.failures)
+                key: ([e.insert_id for e in p], p.state, p.failures)
                 for key, p in lane.partitions.items()
             },
             "ready": [p.key for p in lane.ready],
@@ -211,7 +215,7 @@ def test_a_partition_emptied_by_an_accepted_request_is_reused_for_the_next_user(
     partition = dispatcher._lanes[""].partitions["user-c"]
     assert partition is used_b
     assert (partition.key, partition.failures, partition.not_before) == ("user-c", 0, 0.0)
-    assert [e.insert_id for e in partition.events] == ["c-1", "c-2"]
+    assert [e.insert_id for e in partition] == ["c-1", "c-2"]
     pipeline.answer(request := pipeline.form(), [ACCEPT, ACCEPT])
     assert pipeline.sent[-1] == ["c-1", "c-2"]
     assert dispatcher.snapshot()["accepted"] == 4
@@ -240,3 +244,114 @@ def test_a_request_takes_whole_partitions_then_the_front_of_the_last_in_order():
     pipeline.answer(rest, [ACCEPT] * 4)
     stats = pipeline.dispatcher.snapshot()
     assert (stats["accepted"], stats["buffered"], stats["in_flight"]) == (9, 0, 0)
+
+
+def test_a_partition_is_its_own_list_of_events_and_compares_by_identity():
+    lane = Pipeline().dispatcher._lanes[""]
+    first, second = Partition("user-a", lane), Partition("user-b", lane)
+    assert not first  # empty: false, so the dispatcher tests a partition variable with `is None`
+    assert first != second  # two empty queues, yet two partitions
+    assert len({first, second}) == 2
+    first.append(event("a", 1))
+    assert first
+    assert len(first) == 1
+    assert repr(first) == "Partition(events=1, state=0)"  # never the events
+
+
+def test_an_event_for_a_partition_its_request_emptied_waits_for_that_request():
+    pipeline = Pipeline()
+    pipeline.submit(event("a", 1))
+    request = pipeline.form()
+    lane = pipeline.dispatcher._lanes[""]
+    in_flight = lane.partitions["user-a"]
+    assert not in_flight  # emptied by its request, still the user's partition
+    pipeline.submit(event("a", 2))
+    assert lane.partitions["user-a"] is in_flight
+    assert [e.insert_id for e in in_flight] == ["a-2"]
+    assert not pipeline.dispatcher._form(lane, 1_000, pipeline.clock.monotonic())  # not ready
+    pipeline.answer(request, [ACCEPT])
+    pipeline.answer(pipeline.form(), [ACCEPT])
+    assert pipeline.sent == [["a-1"], ["a-2"]]
+    assert lane.partitions == {}
+
+
+def test_drop_oldest_skips_partitions_emptied_since_they_were_named():
+    pipeline = Pipeline(overflow="drop_oldest", max_buffered_events=2)
+    pipeline.submit(event("a", 1))
+    pipeline.answer(pipeline.form(), [ACCEPT])  # a's partition is empty and gone
+    pipeline.submit(event("b", 1), event("c", 1), event("d", 1))
+    stats = pipeline.dispatcher.snapshot()
+    assert stats["dropped_by_reason"] == {"overflow": 1}
+    assert [e.insert_id for e in pipeline.form().events] == ["c-1", "d-1"]  # b's was the oldest
+
+
+def test_a_slice_admits_each_event_into_the_epoch_of_the_barriers_around_it(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(dispatcher_module, "_SLICE", 3)
+    pipeline = Pipeline(max_buffered_events=5)
+    dispatcher = pipeline.dispatcher
+    now = pipeline.clock.monotonic()
+    update = event("b", 2, IDENTIFY, user_properties={"$set": {"plan": "pro"}})
+    dispatcher.inbound.extend([event("a", 1), "invalid", update, event("a", 2)])
+    barrier = dispatcher.request_flush()
+    dispatcher._drain(now)  # a-1, the counted drop and the update; the barrier is after a-2
+    dispatcher.inbound.extend([event("c", i) for i in range(3)])
+    dispatcher._drain(now)  # a-2, the seal, then c-0 and c-1 in the next epoch
+    assert barrier.epoch == 0
+    assert dispatcher._outstanding == {0: 3, 1: 2}
+    dispatcher._drain(now)  # c-2: the buffers are full
+    stats = dispatcher.snapshot()
+    assert stats["submitted"] == 7
+    assert stats["buffered"] == 5
+    assert stats["dropped_by_reason"] == {"invalid": 1, "overflow": 1}
+    assert dispatcher._ready_events == 5
+    lane = dispatcher._lanes[""]
+    assert {key: [e.insert_id for e in p] for key, p in lane.partitions.items()} == {
+        "user-a": ["a-1", "a-2"],
+        "user-b": ["b-2"],
+        "user-c": ["c-0", "c-1"],
+    }
+    while lane.ready:
+        pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert barrier.done.is_set()
+    assert dispatcher._outstanding == {}
+    assert dispatcher.snapshot()["accepted"] == 5
+
+
+def test_requests_take_events_and_identify_updates_apart_and_stop_at_a_paused_user():
+    pipeline = Pipeline()
+    update = event("a", 3, IDENTIFY, user_properties={"$set": {"plan": "pro"}})
+    pipeline.submit(event("a", 1), event("a", 2), update, event("a", 4), event("b", 1))
+    pipeline.dispatcher._lanes[""].paused_users["user-b"] = pipeline.clock.monotonic() + 30.0
+    for _ in range(3):
+        pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert pipeline.sent == [["a-1", "a-2"], ["a-3"], ["a-4"]]  # b waits out its pause
+    pipeline.clock.advance(31.0)
+    pipeline.answer(request := pipeline.form(), [ACCEPT])
+    assert pipeline.sent[-1] == ["b-1"]
+    assert pipeline.dispatcher.snapshot()["accepted"] == 5
+
+
+class Interrupting:
+    """A deferred event whose building is interrupted (as by Ctrl-C in ``purge``)."""
+
+    source = "test"
+
+    def __call__(self) -> Event | None:
+        raise KeyboardInterrupt
+
+
+def test_a_run_stopped_by_an_exception_keeps_the_counts_of_what_it_placed():
+    pipeline = Pipeline()
+    dispatcher = pipeline.dispatcher
+    dispatcher.inbound.extend([event("a", 1), event("b", 1), Interrupting(), event("a", 2)])
+    with pytest.raises(KeyboardInterrupt):
+        dispatcher._drain(pipeline.clock.monotonic())
+    assert dispatcher.counters.drained == 3
+    assert dispatcher._outstanding == {0: 2}
+    assert dispatcher._ready_events == 2
+    assert dispatcher.snapshot()["buffered"] == 2 + 1  # a-2 still waits in inbound
+    pipeline.submit()
+    assert dispatcher._outstanding == {0: 3}
+    assert dispatcher.snapshot()["buffered"] == 3

@@ -86,7 +86,7 @@ _REFILL = 2_048
 #: How often the spool directory is searched for segments of dead processes to adopt.
 ADOPT_SECONDS = 5.0
 #: Most emptied partitions kept for reuse: with many users, most partitions hold one event
-#: and would otherwise be made and torn down (with their deque) for each.
+#: and would otherwise be made and torn down for each.
 _SPARE = 2_048
 
 
@@ -327,15 +327,15 @@ class Dispatcher:
     def _purge_lane(self, lane: Lane, matches: Callable[[Event], bool]) -> int:
         removed = 0
         for partition in list(lane.partitions.values()):
-            kept = [e for e in partition.events if not matches(e)]
-            gone = len(partition.events) - len(kept)
+            kept = [e for e in partition if not matches(e)]
+            gone = len(partition) - len(kept)
             if not gone:
                 continue
-            for event in partition.events:
+            for event in partition:
                 if matches(event):
                     self._finish(event)
-            partition.events.clear()
-            partition.events.extend(kept)
+            partition.clear()
+            partition.extend(kept)
             self._buffered -= gone
             lane.buffered -= gone
             if partition.state == READY:
@@ -513,11 +513,11 @@ class Dispatcher:
             return True
         for lane in self._lanes.values():
             for partition in lane.partitions.values():
-                if partition.events:
-                    self._dead_letter(list(partition.events), "shutdown", lane)
-                    self._buffered -= len(partition.events)
-                    lane.buffered -= len(partition.events)
-                    partition.events.clear()
+                if partition:
+                    self._dead_letter(list(partition), "shutdown", lane)
+                    self._buffered -= len(partition)
+                    lane.buffered -= len(partition)
+                    partition.clear()
             lane.partitions.clear()
             lane.ready.clear()
             lane.active = False
@@ -574,21 +574,107 @@ class Dispatcher:
             barrier.target = counters.drained + len(inbound)
             self._unsealed.append(barrier)
         self._seal_barriers()
-        count = min(len(inbound), _SLICE)
-        for _ in range(count):
-            item = inbound.popleft()
-            counters.drained += 1
-            if type(item) is Event:
-                self._admit(item, now)
-            elif isinstance(item, str):
-                counters.drop(item)  # an integration's or the caller's counted drop
-            else:
-                built = self._build(item)  # type: ignore[arg-type]
-                if built is not None:
-                    self._admit(built, now)
-            if self._unsealed and counters.drained >= self._unsealed[0].target:
-                self._seal_barriers()
+        left = min(len(inbound), _SLICE)
+        while left:
+            # A run ends where the next flush barrier is sealed: its events share one epoch.
+            run = left
+            if self._unsealed:
+                run = min(run, self._unsealed[0].target - counters.drained)
+            self._admit_run(run, now)
+            left -= run
+            self._seal_barriers()
         return bool(inbound)
+
+    def _admit_run(self, count: int, now: float) -> None:
+        """Admit the next ``count`` items of ``inbound``, all of the current flush epoch.
+
+        The common case (no spool, no ``drop_oldest``, room, not an identify update) is
+        ``_enter`` and ``_place`` inlined, its counts kept here and added once at the end (or
+        where an exception stops the run); any other event goes through ``_enter``, after the
+        counts so far are added (it reads them).
+        """
+        inbound = self.inbound
+        counters = self.counters
+        screen = self.screen
+        lanes = self._lanes
+        spare = self._spare
+        capacity = self._capacity
+        epoch = self._epoch
+        inline = self.spool is None and not self._drop_oldest
+        free = self._max_buffered - self._buffered - self._in_flight  # room in all the buffers
+        placed = 0  # events placed inline, not yet in _buffered and _outstanding
+        ready = 0  # of them, events that joined a ready partition, not yet in _ready_events
+        done = -1
+        try:
+            for done in range(count):  # noqa: B007 - counted in ``finally``
+                event = inbound.popleft()
+                if type(event) is not Event:
+                    if isinstance(event, str):
+                        counters.drop(event)  # an integration's or the caller's counted drop
+                        continue
+                    built = self._build(event)  # type: ignore[arg-type]
+                    if built is None:
+                        continue
+                    event = built
+                if screen is not None and (reason := screen(event)) is not None:
+                    counters.drop(reason)
+                    continue
+                lane = lanes.get(event.destination)
+                if (
+                    inline
+                    and free > 0
+                    and lane is not None
+                    and lane.buffered + lane.in_flight < lane.cap
+                    and event.event_type != IDENTIFY
+                ):
+                    key = event.device_id if event.device_id is not None else event.user_id
+                    assert key is not None
+                    partition = lane.partitions.get(key)
+                    if partition is None:
+                        if spare:
+                            partition = spare.pop()
+                            partition.key = key
+                            partition.lane = lane
+                        else:
+                            partition = Partition(key, lane)
+                        lane.partitions[key] = partition
+                    elif len(partition) >= capacity:
+                        partition = None
+                    if partition is not None:
+                        event.epoch = epoch
+                        partition.append(event)
+                        placed += 1
+                        free -= 1
+                        lane.buffered += 1
+                        state = partition.state
+                        if state == READY:
+                            ready += 1
+                        elif state == IDLE:
+                            if partition.not_before <= now and not lane.removed:
+                                # ``_schedule``'s ready case: a new partition goes here every time.
+                                partition.state = READY
+                                lane.ready.append(partition)
+                                if not lane.active:
+                                    lane.active = True
+                                    self._active.append(lane)
+                                ready += len(partition)
+                            else:
+                                self._schedule(partition, now)
+                        continue
+                if placed:
+                    self._buffered += placed
+                    self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
+                    placed = 0
+                self._ready_events += ready
+                ready = 0
+                self._enter(event, lane, now)
+                free = self._max_buffered - self._buffered - self._in_flight
+        finally:  # also when interrupted (purge runs on an application thread)
+            counters.drained += done + 1
+            if placed:
+                self._buffered += placed
+                self._outstanding[epoch] = self._outstanding.get(epoch, 0) + placed
+            self._ready_events += ready
 
     def _seal_barriers(self) -> None:
         while self._unsealed and self.counters.drained >= self._unsealed[0].target:
@@ -621,16 +707,14 @@ class Dispatcher:
             self.counters.drop("no_identity")
         return event
 
-    def _admit(self, event: Event, now: float) -> None:
-        if self.screen is not None:
-            reason = self.screen(event)
-            if reason is not None:
-                self.counters.drop(reason)
-                return
+    def _enter(self, event: Event, lane: Lane | None, now: float) -> None:
+        """Place a screened event in its partition, or spill, or drop it (counted).
+
+        ``lane`` is its destination's lane when it has one yet.
+        """
         if event.event_type == IDENTIFY:
             self._identify_seen = True
             self._count_identify(event, now)
-        lane = self._lanes.get(event.destination)
         if lane is None:
             lane = self._lane_for(event)
             if lane is None:
@@ -639,7 +723,7 @@ class Dispatcher:
         assert key is not None
         partition = lane.partitions.get(key)
         full = (
-            (partition is not None and len(partition.events) >= self._capacity)
+            (partition is not None and len(partition) >= self._capacity)
             or self._buffered + self._in_flight >= self._max_buffered
             or lane.buffered + lane.in_flight >= lane.cap
         )
@@ -666,7 +750,7 @@ class Dispatcher:
             self._note_overflow(partition)
             self.counters.drop("overflow")
             lane.counters.drop("overflow")
-            if partition.state == IDLE and not partition.events:
+            if partition.state == IDLE and not partition:
                 del lane.partitions[key]
             return
         self._place(partition, event, self._epoch, now)
@@ -676,7 +760,7 @@ class Dispatcher:
         lane = partition.lane
         event.epoch = epoch
         self._outstanding[epoch] = self._outstanding.get(epoch, 0) + 1
-        partition.events.append(event)
+        partition.append(event)
         self._buffered += 1
         lane.buffered += 1
         if self._drop_oldest:
@@ -691,7 +775,7 @@ class Dispatcher:
                 if not lane.active:
                     lane.active = True
                     self._active.append(lane)
-                self._ready_events += len(partition.events)
+                self._ready_events += len(partition)
             else:
                 self._schedule(partition, now)
 
@@ -895,7 +979,7 @@ class Dispatcher:
 
     def _note_overflow(self, partition: Partition) -> None:
         lane = partition.lane
-        if len(partition.events) >= self._capacity:
+        if len(partition) >= self._capacity:
             which = f"one user's or device's buffer (AMPLITUDE_PARTITION_CAPACITY={self._capacity})"
         elif self._buffered + self._in_flight >= self._max_buffered:
             which = f"the buffers (AMPLITUDE_MAX_BUFFERED_EVENTS={self._max_buffered})"
@@ -914,7 +998,7 @@ class Dispatcher:
         if not self._drop_oldest:
             return False
         lane = partition.lane
-        if len(partition.events) >= self._capacity:
+        if len(partition) >= self._capacity:
             victim: Partition | None = partition
         else:
             # The oldest event of the arriving event's own destination: one customer's flood
@@ -922,14 +1006,14 @@ class Dispatcher:
             victim = None
             while lane.arrivals:
                 candidate = lane.arrivals.popleft()
-                if candidate.events and lane.partitions.get(candidate.key) is candidate:
+                if candidate and lane.partitions.get(candidate.key) is candidate:
                     victim = candidate
                     break
-            if victim is None and partition.events:
+            if victim is None and partition:
                 victim = partition
-        if victim is None or not victim.events:
+        if victim is None or not victim:
             return False
-        oldest = victim.events.popleft()
+        oldest = victim.pop(0)
         self._note_overflow(victim)
         self._buffered -= 1
         lane.buffered -= 1
@@ -945,7 +1029,7 @@ class Dispatcher:
     def _schedule(self, partition: Partition, now: float) -> None:
         """Put an idle partition where it belongs: gone, ready, or waiting for its time."""
         lane = partition.lane
-        if not partition.events:
+        if not partition:
             partition.state = IDLE
             if lane.partitions.get(partition.key) is partition:
                 del lane.partitions[partition.key]
@@ -960,7 +1044,7 @@ class Dispatcher:
             if not lane.active:
                 lane.active = True
                 self._active.append(lane)
-            self._ready_events += len(partition.events)
+            self._ready_events += len(partition)
 
     def _wake_waiting(self, now: float) -> None:
         waiting = self._waiting
@@ -1061,19 +1145,19 @@ class Dispatcher:
             taken_events = 0
             while ready and taken_events < room:
                 partition = ready.popleft()
-                queue_ = partition.events
-                count = len(queue_)
+                count = len(partition)
                 self._ready_events -= count
                 if not count:
                     partition.state = IDLE
                     self._schedule(partition, now)
                     continue
                 if count <= room - taken_events:
-                    events.extend(queue_)
-                    queue_.clear()
+                    events.extend(partition)
+                    partition.clear()
                 else:
                     count = room - taken_events
-                    events.extend([queue_.popleft() for _ in range(count)])
+                    events.extend(partition[:count])
+                    del partition[:count]
                 taken_events += count
                 partitions.append(partition)
                 partition.state = IN_FLIGHT
@@ -1081,12 +1165,12 @@ class Dispatcher:
             partition = ready.popleft()
             if (
                 identifies is not None
-                and partition.events
-                and (partition.events[0].event_type == IDENTIFY) != identifies
+                and partition
+                and (partition[0].event_type == IDENTIFY) != identifies
             ):
                 deferred.append(partition)  # stays READY, for the next request
                 continue
-            self._ready_events -= len(partition.events)
+            self._ready_events -= len(partition)
             partition.state = IDLE
             taken = self._take(partition, room - len(events), now)
             if taken:
@@ -1118,24 +1202,28 @@ class Dispatcher:
 
     def _take(self, partition: Partition, room: int, now: float) -> list[Event]:
         """Up to ``room`` events from the front of ``partition``, stopping at a paused id."""
-        queue_ = partition.events
         lane = partition.lane
         if not (lane.paused_users or lane.paused_devices or self._identify_seen):
-            count = min(room, len(queue_))
-            return [queue_.popleft() for _ in range(count)]
-        taken: list[Event] = []
-        identifies = bool(queue_) and queue_[0].event_type == IDENTIFY
-        while queue_ and len(taken) < room:
-            if (queue_[0].event_type == IDENTIFY) != identifies:
+            taken = partition[:room]
+            del partition[:room]
+            return taken
+        count = 0
+        end = min(room, len(partition))
+        identifies = bool(partition) and partition[0].event_type == IDENTIFY
+        while count < end:
+            event = partition[count]
+            if (event.event_type == IDENTIFY) != identifies:
                 break  # events and identify updates go in separate requests, in order
-            until = self._paused_until(lane, queue_[0], now)
+            until = self._paused_until(lane, event, now)
             if until:
-                if not taken:
+                if not count:
                     partition.not_before = until
                     partition.state = WAITING
                     heapq.heappush(self._waiting, (until, next(self._sequence), partition))
                 break
-            taken.append(queue_.popleft())
+            count += 1
+        taken = partition[:count]
+        del partition[:count]
         return taken
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -1246,7 +1334,7 @@ class Dispatcher:
         for partition in request.partitions:
             partition.failures = 0
             partition.state = IDLE
-            if partition.events:
+            if partition:
                 self._schedule(partition, now)
             elif partitions.get(partition.key) is partition:
                 del partitions[partition.key]
@@ -1332,7 +1420,7 @@ class Dispatcher:
             key = partition.key
             events = requeue.get(key)
             if events:
-                partition.events.extendleft(reversed(events))
+                partition[:0] = events
                 self._buffered += len(events)
                 lane.buffered += len(events)
             if key in failed:
