@@ -33,6 +33,26 @@ def test_a_field_name_with_a_value_of_another_type_stays_a_property():
     assert wire["event_properties"] == {"plan": "pro", "price": "n/a"}
 
 
+@pytest.mark.parametrize(
+    ("key", "wire", "fitting", "other"),
+    [
+        ("country", "country", "US", 3),  # a string field
+        ("quantity", "quantity", 2, True),  # an integer field: a bool is not an integer
+        ("price", "price", 3.5, "n/a"),  # a number field
+        ("skip_user_properties_sync", "$skip_user_properties_sync", True, 1),  # a boolean one
+        ("plan", "plan", {"branch": "main"}, "pro"),  # an object field
+    ],
+)
+def test_a_field_name_goes_to_the_top_level_only_with_its_type(key, wire, fitting, other):
+    mapper = EventMapper(Settings())
+    top = to_wire(mapper.build("x", {"user_id": "user-1", key: fitting}))
+    kept = to_wire(mapper.build("x", {"user_id": "user-1", key: other}))
+    assert top[wire] == fitting
+    assert "event_properties" not in top
+    assert key not in kept
+    assert kept["event_properties"] == {key: other}
+
+
 def test_a_bound_session_alone_still_takes_the_user_from_the_current_span(tracer):
     mapper = EventMapper(Settings())
     with tracer.start_as_current_span("request") as span, bind(session_id=1_700_000_000_000):

@@ -20,7 +20,7 @@ from ._destinations import check_tenant
 from ._event import Event
 from ._fields import FIELD_BY_NAME, TOP_LEVEL_FIELDS, FieldKind
 from ._settings import Settings
-from ._validate import kept_as_is, make_event
+from ._validate import kept_as_is, new_event
 from .exceptions import InvalidEventError
 
 __all__ = ["CURRENT", "EventMapper", "identity_of_span", "span_fallback", "span_identity"]
@@ -34,22 +34,41 @@ _ROUTED = TOP_LEVEL_FIELDS | _OWN_FIELDS
 #: Types that are never a Mapping: ``_fits`` skips the (slow) ABC check for them.
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _IDS = frozenset({"user_id", "device_id"})
-_KIND: dict[str, FieldKind] = {name: FIELD_BY_NAME[name].kind for name in _TOP_LEVEL}
 #: Span attributes that name the user (OTel semantic conventions, old and new).
 _USER_ATTRIBUTES = ("amplitude.user_id", "enduser.id", "user.id")
 
 
-def _fits(kind: FieldKind, value: object) -> bool:
-    """Whether ``value`` has the JSON type of a top-level field of ``kind``."""
-    if kind is FieldKind.STRING:
-        return isinstance(value, str)
-    if kind is FieldKind.INTEGER:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is FieldKind.FLOAT:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is FieldKind.BOOLEAN:
-        return isinstance(value, bool)
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_boolean(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_object(value: object) -> bool:
     return type(value) is dict or (type(value) not in _SCALARS and isinstance(value, Mapping))
+
+
+_FITS_KIND: dict[FieldKind, Callable[[object], bool]] = {
+    FieldKind.STRING: _is_string,
+    FieldKind.INTEGER: _is_integer,
+    FieldKind.FLOAT: _is_number,
+    FieldKind.BOOLEAN: _is_boolean,
+}
+#: Whether a value has the JSON type of the top-level field its key names, per key: looked up
+#: once here, not per value (reading an ``Enum`` member costs more than the test itself).
+_FITS: dict[str, Callable[[object], bool]] = {
+    name: _FITS_KIND.get(FIELD_BY_NAME[name].kind, _is_object) for name in _TOP_LEVEL
+}
 
 
 class _Bound(enum.Enum):
@@ -116,7 +135,7 @@ class EventMapper:
             if key in _ROUTED:
                 # A key naming an Amplitude field goes to the top level only when its value has
                 # that field's type: extra={"plan": "pro"} stays a property, as its author meant.
-                if key in _TOP_LEVEL and (key == "time" or _fits(_KIND[key], value)):
+                if key in _TOP_LEVEL and (key == "time" or _FITS[key](value)):
                     if fields is None:
                         fields = {}
                     fields[key] = value
@@ -168,18 +187,19 @@ class EventMapper:
         if user_id is None and device_id is None:
             return None
 
-        event = make_event(
+        event = new_event(  # make_event, its arguments by position (a cheaper call)
             self._prefix + event_type if self._prefix else event_type,
-            user_id=user_id,
-            device_id=device_id,
-            time=time,
-            insert_id=insert_id,
-            event_properties=event_properties or None,
-            user_properties=user_properties,
-            fields=fields,
-            min_id_length=self._min_id_length,
+            user_id,
+            device_id,
+            time,
+            insert_id,
+            event_properties or None,
+            user_properties,
+            fields,
+            self._min_id_length,
+            None,  # created: now
             # Made here for this event: kept as it is when nothing in it needs converting.
-            owned=kept_as_is(event_properties),
+            kept_as_is(event_properties),
         )
         if tenant is not None:
             try:

@@ -60,7 +60,7 @@ from ._destinations import check_tenant
 from ._event import Event
 from ._fields import EXTRA_FIELDS
 from ._settings import Settings
-from ._validate import kept_as_is, make_event
+from ._validate import kept_as_is, new_event
 from .exceptions import InvalidEventError
 
 __all__ = ["EVENT_TYPE_ATTRIBUTE", "Skipped", "SpanMapper", "session_id_of", "span_insert_id"]
@@ -367,17 +367,18 @@ class SpanMapper:
                     fields["app_version"] = version
             if self._prefix and isinstance(event_type, str):
                 event_type = self._prefix + event_type
-            event = make_event(
+            event = new_event(  # make_event, its arguments by position (a cheaper call)
                 event_type,
-                user_id=user_id,
-                device_id=device_id,
-                time=time,
-                insert_id=insert_id,
-                event_properties=properties,
-                user_properties=user_properties,
-                fields=fields or None,
-                min_id_length=self._min_id_length,
-                owned=kept_as_is(properties),  # made above for this event alone
+                user_id,
+                device_id,
+                time,
+                insert_id,
+                properties,
+                user_properties,
+                fields or None,
+                self._min_id_length,
+                None,  # created: now
+                kept_as_is(properties),  # made above for this event alone
             )
             if self._routing:
                 tenant = self._tenant(span, attributes, inherited)
