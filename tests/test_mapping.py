@@ -45,8 +45,11 @@ def test_a_field_name_with_a_value_of_another_type_stays_a_property():
 )
 def test_a_field_name_goes_to_the_top_level_only_with_its_type(key, wire, fitting, other):
     mapper = EventMapper(Settings())
-    top = to_wire(mapper.build("x", {"user_id": "user-1", key: fitting}))
-    kept = to_wire(mapper.build("x", {"user_id": "user-1", key: other}))
+    fitted = mapper.build("x", {"user_id": "user-1", key: fitting})
+    unfitted = mapper.build("x", {"user_id": "user-1", key: other})
+    assert fitted is not None
+    assert unfitted is not None
+    top, kept = to_wire(fitted), to_wire(unfitted)
     assert top[wire] == fitting
     assert "event_properties" not in top
     assert key not in kept
