@@ -12,7 +12,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry.sdk.resources import Resource
@@ -187,7 +187,15 @@ def span_emitter(tracer: Tracer, users: int) -> Emit:
 # -- Client.track ---------------------------------------------------------------------------------
 
 
-def track_emitter(client: Client, users: int) -> Emit:
+class Tracker(Protocol):
+    """Anything with ``Client.track``'s call shape (the floor benchmark's stand-in too)."""
+
+    def track(
+        self, event_type: str, *, user_id: str, event_properties: dict[str, Any]
+    ) -> object: ...
+
+
+def track_emitter(client: Tracker, users: int) -> Emit:
     """``client.track("report_exported", user_id=..., event_properties={3 properties})``."""
     track = client.track
 

@@ -47,8 +47,6 @@ from otel_amplitude._span_exporter import AmplitudeSpanExporter
 
 from ._harness import Figure, server_process
 from ._workloads import (
-    EVENT_TYPE,
-    PAGES,
     Emit,
     NoOpExporter,
     _logger,
@@ -193,20 +191,14 @@ class InlineHandler(logging.Handler):
         self._records = []
 
 
-def minimal_track(queue: deque[Item], users: int) -> Emit:
-    append, now = queue.append, time.time
+class MinimalClient:
+    """Has a ``track`` that appends a tuple: called exactly as the suite calls ``client.track``."""
 
-    def track(event_type: str, user_id: str, event_properties: dict[str, Any]) -> None:
-        append((event_type, user_id, event_properties, int(now() * 1000)))
+    def __init__(self, queue: deque[Item]) -> None:
+        self._append = queue.append
 
-    def emit(i: int) -> None:
-        track(
-            EVENT_TYPE,
-            user_id=f"user-{i % users:06d}",
-            event_properties={"format": "pdf", "pages": i % PAGES + 1, "plan": "pro"},
-        )
-
-    return emit
+    def track(self, event_type: str, *, user_id: str, event_properties: dict[str, Any]) -> None:
+        self._append((event_type, user_id, event_properties, int(time.time() * 1000)))
 
 
 class MinimalSpanExporter(SpanExporter):
@@ -256,28 +248,40 @@ def baseline(n: int) -> float:
     return cpu_per_event(logging_emitter(null_logger("floor.null"), 1_000), n, lambda: n)
 
 
-def floor_handler(n: int, users: int) -> float:
+def through_pipe(build: Build, emitter: Callable[[deque[Item]], Emit], n: int) -> float:
+    """CPU per event of ``emitter``'s emits into a :class:`MinimalPipe` building with ``build``."""
     with server_process() as url:
-        pipe = MinimalPipe(url, record_event)
-        emit = logging_emitter(_logger("floor.handler", MinimalHandler(pipe.queue)), users)
+        pipe = MinimalPipe(url, build)
 
         def finish() -> int:
             pipe.close()
             return pipe.delivered
 
-        return cpu_per_event(emit, n, finish)
+        return cpu_per_event(emitter(pipe.queue), n, finish)
+
+
+def floor_handler(n: int, users: int) -> float:
+    return through_pipe(
+        record_event,
+        lambda queue: logging_emitter(_logger("floor.handler", MinimalHandler(queue)), users),
+        n,
+    )
 
 
 def floor_mapped(n: int, users: int) -> float:
-    with server_process() as url:
-        pipe = MinimalPipe(url, wire_event)
-        emit = logging_emitter(_logger("floor.mapped", MappedHandler(pipe.queue)), users)
+    return through_pipe(
+        wire_event,
+        lambda queue: logging_emitter(_logger("floor.mapped", MappedHandler(queue)), users),
+        n,
+    )
 
-        def finish() -> int:
-            pipe.close()
-            return pipe.delivered
 
-        return cpu_per_event(emit, n, finish)
+def floor_track(n: int, users: int) -> float:
+    return through_pipe(
+        tuple_event,
+        lambda queue: track_emitter(MinimalClient(queue), users),
+        n,
+    )
 
 
 def floor_inline(n: int, users: int) -> float:
@@ -290,17 +294,6 @@ def floor_inline(n: int, users: int) -> float:
             return handler.delivered
 
         return cpu_per_event(emit, n, finish)
-
-
-def floor_track(n: int, users: int) -> float:
-    with server_process() as url:
-        pipe = MinimalPipe(url, tuple_event)
-
-        def finish() -> int:
-            pipe.close()
-            return pipe.delivered
-
-        return cpu_per_event(minimal_track(pipe.queue, users), n, finish)
 
 
 def ours(api: str, n: int, users: int) -> float:

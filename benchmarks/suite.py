@@ -634,6 +634,39 @@ class CollectorTime:
                 self.ns += time.thread_time_ns() - started
 
 
+@dataclass(frozen=True)
+class Timed:
+    """One emit loop and the wait for delivery: what the clocks read."""
+
+    emit_ns: int  # wall, the emit loop
+    total_ns: int  # wall, from the first emit until the wait returned
+    cpu_ns: int  # this process, over the same span
+    gc_ns: int  # of it, the cyclic garbage collector's
+    done: bool  # what the wait returned
+
+    def delivery(self, n: int, delivered: int, ok: bool, detail: str) -> Delivery:
+        per = max(delivered, 1)
+        return Delivery(
+            self.emit_ns / n, self.cpu_ns / per, self.gc_ns / per,
+            n / (self.total_ns / 1e9), ok, detail,
+        )  # fmt: skip
+
+
+def run_timed(emit: Emit, n: int, wait: Callable[[], bool]) -> Timed:
+    """Emit ``n`` events, then ``wait()`` for their delivery; CPU and wall time of it all."""
+    gc.collect()
+    with CollectorTime() as collector:
+        cpu = time.process_time_ns()
+        started = time.perf_counter_ns()
+        for i in range(n):
+            emit(i)
+        emitted = time.perf_counter_ns()
+        done = wait()
+        ended = time.perf_counter_ns()
+        cpu = time.process_time_ns() - cpu
+    return Timed(emitted - started, ended - started, cpu, collector.ns, done)
+
+
 def deliver_ours(api: str, n: int, users: int, *, use_batch: bool, timeout: float) -> Delivery:
     """Deliver ``n`` typical events through ``api`` ("handler" or "track") of a fresh client."""
     with ExitStack() as stack:
@@ -644,27 +677,14 @@ def deliver_ours(api: str, n: int, users: int, *, use_batch: bool, timeout: floa
             emit = logging_emitter(handler_logger("bench.delivery", client), users)
         else:
             emit = track_emitter(client, users)
-        gc.collect()
-        with CollectorTime() as collector:
-            cpu = time.process_time_ns()
-            started = time.perf_counter_ns()
-            for i in range(n):
-                emit(i)
-            emitted = time.perf_counter_ns()
-            flushed = client.flush(timeout)
-            ended = time.perf_counter_ns()
-            cpu = time.process_time_ns() - cpu
+        timed = run_timed(emit, n, lambda: client.flush(timeout))
         stats = client.stats()
-    ok = flushed and stats["accepted"] == n and stats["dropped"] == 0
+    ok = timed.done and stats["accepted"] == n and stats["dropped"] == 0
     detail = (
         f"accepted {stats['accepted']:,} of {n:,}, dropped {stats['dropped']:,}"
-        f" {stats['dropped_by_reason']}, flushed {flushed}"
+        f" {stats['dropped_by_reason']}, flushed {timed.done}"
     )
-    accepted = max(stats["accepted"], 1)
-    return Delivery(
-        (emitted - started) / n, cpu / accepted, collector.ns / accepted,
-        n / ((ended - started) / 1e9), ok, detail,
-    )  # fmt: skip
+    return timed.delivery(n, stats["accepted"], ok, detail)
 
 
 def deliver_sdk(n: int, users: int, *, use_batch: bool, timeout: float) -> Delivery:
@@ -673,24 +693,12 @@ def deliver_sdk(n: int, users: int, *, use_batch: bool, timeout: float) -> Deliv
         official = sdk.OfficialSdk(url, use_batch=use_batch)
         try:
             emit = official.emitter(users)
-            gc.collect()
-            with CollectorTime() as collector:
-                cpu = time.process_time_ns()
-                started = time.perf_counter_ns()
-                for i in range(n):
-                    emit(i)
-                emitted = time.perf_counter_ns()
-                delivered = official.wait_delivered(n, timeout)
-                ended = time.perf_counter_ns()
-                cpu = time.process_time_ns() - cpu
+            timed = run_timed(emit, n, lambda: official.wait_delivered(n, timeout))
         finally:
             official.shutdown()
     count = official.delivered
     detail = f"delivered {count:,} of {n:,}, failed {official.failed:,}"
-    return Delivery(
-        (emitted - started) / n, cpu / max(count, 1), collector.ns / max(count, 1),
-        n / ((ended - started) / 1e9), delivered and count == n, detail,
-    )  # fmt: skip
+    return timed.delivery(n, count, timed.done and count == n, detail)
 
 
 def baseline_cpu_ns(n: int) -> tuple[float, float]:
