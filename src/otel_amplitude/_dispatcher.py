@@ -768,16 +768,7 @@ class Dispatcher:
         if partition.state == READY:
             self._ready_events += 1
         elif partition.state == IDLE:
-            if partition.not_before <= now and not lane.removed:
-                # ``_schedule``'s ready case, inlined: a new partition goes here every time.
-                partition.state = READY
-                lane.ready.append(partition)
-                if not lane.active:
-                    lane.active = True
-                    self._active.append(lane)
-                self._ready_events += len(partition)
-            else:
-                self._schedule(partition, now)
+            self._schedule(partition, now)  # the common case is inline in _admit_run
 
     # -- the spool ------------------------------------------------------------------------------
 
