@@ -88,9 +88,7 @@ def main(quick: bool = False, argv: list[str] | None = None) -> None:
             null, ours = (median_p99(t) for t in timed_calls(loggers, calls, rate))
             print(f"{load:<20}{'NullHandler':<18}{null[0]:>10,.0f}{null[1]:>10,.0f}")
             print(f"{load:<20}{'AmplitudeHandler':<18}{ours[0]:>10,.0f}{ours[1]:>10,.0f}")
-            print(
-                f"{load:<20}{'ratio':<18}{ours[0] / null[0]:>9.2f}x{ours[1] / null[1]:>9.2f}x"
-            )
+            print(f"{load:<20}{'ratio':<18}{ours[0] / null[0]:>9.2f}x{ours[1] / null[1]:>9.2f}x")
             client.flush(30)
         client.shutdown()
         stats = client.stats()

@@ -54,9 +54,7 @@ def caller_costs(url: str, calls: int, repeats: int) -> list[str]:
                 for name, emit in emitters.items():
                     gc.collect()
                     timings = sorted(paced_block(emit, calls, 1_000.0))
-                    results.setdefault((name, setup, "median"), []).append(
-                        percentile(timings, 0.5)
-                    )
+                    results.setdefault((name, setup, "median"), []).append(percentile(timings, 0.5))
                     results.setdefault((name, setup, "p99"), []).append(percentile(timings, 0.99))
                     client.flush(10)
                     gc.collect()

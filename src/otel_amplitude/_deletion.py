@@ -272,9 +272,7 @@ class DeletionWorker:
         body = deletion_body([job.user_id.rpartition(SCOPE)[2] for job in jobs], jobs[0].requester)
         self._stats["deletion_requests"] += 1
         try:
-            reply = pool.request(
-                "POST", target.url, body=body, headers=headers, redirect=False
-            )
+            reply = pool.request("POST", target.url, body=body, headers=headers, redirect=False)
         except HTTPError as exc:
             self._log.log(
                 logging.WARNING,

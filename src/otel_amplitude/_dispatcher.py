@@ -295,9 +295,7 @@ class Dispatcher:
             self._check_barriers()
         return removed
 
-    def _purge_backlogs(
-        self, reason: str, users: Collection[str], devices: Collection[str]
-    ) -> int:
+    def _purge_backlogs(self, reason: str, users: Collection[str], devices: Collection[str]) -> int:
         """Delete the backlog rows (on disk only) of these users and devices; count them."""
         assert self.spool is not None
         removed = 0

@@ -234,12 +234,8 @@ def test_a_broken_destination_keeps_its_backlog_on_disk_while_the_others_flow(
         client.reload_destinations()
         drive(client, clock, lambda: len(srv.events) == 1_500, step=0.5)
 
-        assert sorted(e["insert_id"] for e in srv.events_for("acme-key-accepted-1")) == sorted(
-            kept
-        )
-        assert sorted(e["insert_id"] for e in srv.events_for("globex-key-00000001")) == sorted(
-            sent
-        )
+        assert sorted(e["insert_id"] for e in srv.events_for("acme-key-accepted-1")) == sorted(kept)
+        assert sorted(e["insert_id"] for e in srv.events_for("globex-key-00000001")) == sorted(sent)
         assert srv.duplicates == 0
 
 
