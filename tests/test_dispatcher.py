@@ -333,6 +333,28 @@ def test_requests_take_events_and_identify_updates_apart_and_stop_at_a_paused_us
     assert pipeline.dispatcher.snapshot()["accepted"] == 5
 
 
+def test_a_paused_user_stops_a_shared_device_at_its_first_event_while_other_users_flow():
+    pipeline = Pipeline()
+    device = {"device_id": "tablet-1"}
+    pipeline.submit(
+        event("a", 1, **device),
+        event("b", 1, **device),  # b is throttled: the device waits from here on, in order
+        event("a", 2, **device),
+        event("c", 1),
+        event("b", 2),
+    )
+    pipeline.dispatcher._lanes[""].paused_users["user-b"] = pipeline.clock.monotonic() + 30.0
+    pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert pipeline.sent == [["a-1", "c-1"]]
+    dispatcher, now = pipeline.dispatcher, pipeline.clock.monotonic()
+    assert not dispatcher._form(dispatcher._lanes[""], 1_000, now)  # nothing else may go yet
+    pipeline.clock.advance(31.0)
+    pipeline.answer(request := pipeline.form(), [ACCEPT] * len(request.events))
+    assert sorted(pipeline.sent[1]) == ["a-2", "b-1", "b-2"]
+    assert pipeline.sent[1].index("b-1") < pipeline.sent[1].index("a-2")  # the device's order
+    assert pipeline.dispatcher.snapshot()["accepted"] == 5
+
+
 class Interrupting:
     """A deferred event whose building is interrupted (as by Ctrl-C in ``purge``)."""
 
