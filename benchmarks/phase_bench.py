@@ -62,6 +62,7 @@ def phased(api: str, n: int, users: int) -> dict[str, float]:
     """ns per event: emit alone, delivery alone (in all and by thread), and the two together."""
     with server_process() as url:
         client = Client(settings_for(url, n))
+        running = False
         try:
             emit = APIS[api](client, users)
             client._started = True  # submit only queues: the pipeline is not running
@@ -71,13 +72,16 @@ def phased(api: str, n: int, users: int) -> dict[str, float]:
                 emit(i)
             emitted = time.process_time_ns()
             before = thread_cpu_ns()
-            client._started = False
+            client._started = False  # now start it for real
             client._start()
+            running = True
             if not client.flush(120) or client.stats()["accepted"] != n:
                 raise RuntimeError(f"{api}: not every event was delivered: {client.stats()}")
             delivered = time.process_time_ns()
             after = thread_cpu_ns()
         finally:
+            if not running:
+                client._started = False  # never started: shutdown has nothing to stop
             client.shutdown()
     figures = {
         "emit": (emitted - started) / n,
