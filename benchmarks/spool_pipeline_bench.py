@@ -5,6 +5,9 @@
    the two setups taking turns; the local server runs in its own process.
 2. Drain: a spool left with N undelivered events (Amplitude was unreachable; the process shut
    down), then a new client on it with Amplitude back: events/s until every event was accepted.
+3. Resident memory per buffered event, spool off vs on: N events tracked while Amplitude never
+   answers, each setup in a fresh process (tracemalloc sees what Python asked for, not what the
+   allocator holds, so this reads the process's resident set).
 
 Run: ``python -m benchmarks.spool_pipeline_bench [--quick]``.
 """
@@ -15,6 +18,8 @@ import argparse
 import gc
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from otel_amplitude import Client
 
 from ._harness import Figure, server_process
-from ._workloads import handler_logger, settings_for, track_emitter
+from ._workloads import black_hole, handler_logger, settings_for, track_emitter
 from .suite import paced_block, percentile, saturated_block
 
 USERS = 1_000
@@ -124,15 +129,64 @@ def drain_rate(url: str, events: int, repeats: int) -> list[str]:
     ]
 
 
+def resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
+
+
+def buffered_rss(events: int, spool_on: bool) -> float:
+    """In this process: resident bytes added per event while ``events`` wait to be sent."""
+    with black_hole() as url, tempfile.TemporaryDirectory(prefix="spool-bench-") as directory:
+        settings = settings_for(url, events)
+        if spool_on:
+            settings = settings.replace(spool_dir=directory, spool_max_mb=4_000)
+        client = Client(settings, name="spool-bench-rss")
+        emit = track_emitter(client, USERS)
+        emit(0)
+        client.flush(0.5)
+        before = resident_mb()
+        for i in range(events):
+            emit(i)
+        client.flush(2.0)  # the dispatcher took every event in; the spool's writer had its turn
+        added = (resident_mb() - before) * 2**20 / events
+        client.shutdown(0.1)
+        return added
+
+
+def rss_per_event(events: int, repeats: int) -> list[str]:
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    for repeat in range(repeats):
+        for spool_on in (False, True) if repeat % 2 == 0 else (True, False):
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.spool_pipeline_bench", "--rss-child",
+                 "on" if spool_on else "off", "--events", str(events)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            samples[spool_on].append(float(child.stdout.split()[-1]))
+    off, on = Figure.of(samples[False]), Figure.of(samples[True])
+    return [
+        f"Resident memory per buffered event, {events:,} events waiting (Amplitude never answers),"
+        f" a fresh process each, {repeats} repeats: spool off {off.show('B')}; spool on"
+        f" {on.show('B')}.",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.spool_pipeline_bench")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: prove it runs")
+    parser.add_argument("--rss-child", choices=("on", "off"), help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_child:
+        print(f"{buffered_rss(args.events, args.rss_child == 'on'):.0f}")
+        return 0
     calls, repeats, events = (500, 1, 2_000) if args.quick else (20_000, 3, 100_000)
     with server_process() as url:
         lines = caller_costs(url, calls, repeats)
         lines.append("")
         lines += drain_rate(url, events, repeats)
+    lines.append("")
+    lines += rss_per_event(events, repeats)
     print("\n".join(lines))
     return 0
 

@@ -60,6 +60,17 @@ __all__ = [
 # its seq is the key it is queued under.
 _Row = tuple[str, str | None, str | None, str, float, int, bytes]
 
+
+def _encode(event: Event) -> bytes:
+    """``event``'s wire JSON, in a bytes object of its own size.
+
+    orjson writes into a buffer of about 4 KB and shrinks it in place, and the allocator cannot
+    reuse the rest: a row held until the writer thread takes it kept all 4 KB (470 MB of
+    resident memory for a burst of 100,000 spooled events). The copy costs about 0.1 µs.
+    """
+    return bytes(memoryview(orjson.dumps(to_wire(event))))
+
+
 _INSERT = (
     "INSERT INTO events (seq, destination, user_id, device_id, event_type, created, attempts, "
     "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -122,7 +133,6 @@ class Spool:
             return 0
         wall = time.time()
         to_wall = wall - self._monotonic()
-        dumps = orjson.dumps
         rows: list[_Row] = [
             (
                 event.destination,
@@ -131,7 +141,7 @@ class Spool:
                 event.event_type,
                 event.created + to_wall if event.created else wall,
                 event.attempts,
-                dumps(to_wire(event)),
+                _encode(event),
             )
             for event in events
         ]
