@@ -28,10 +28,10 @@ from ._workloads import (
     Emit,
     handler_logger,
     logging_emitter,
-    null_logger,
     settings_for,
     track_emitter,
 )
+from .suite import baseline_cpu_ns, deliver_ours
 
 Emitter = Callable[[Client, int], Emit]
 
@@ -95,28 +95,10 @@ def phased(api: str, n: int, users: int) -> dict[str, float]:
 
 def together(api: str, n: int, users: int) -> float:
     """ns per event of the ordinary run: emit and delivery at once, as table 2 measures."""
-    with server_process() as url:
-        client = Client(settings_for(url, n))
-        try:
-            emit = APIS[api](client, users)
-            gc.collect()
-            started = time.process_time_ns()
-            for i in range(n):
-                emit(i)
-            if not client.flush(120) or client.stats()["accepted"] != n:
-                raise RuntimeError(f"{api}: not every event was delivered: {client.stats()}")
-            return (time.process_time_ns() - started) / n
-        finally:
-            client.shutdown()
-
-
-def baseline(n: int) -> float:
-    emit = logging_emitter(null_logger("bench.phase.null"), 1_000)
-    gc.collect()
-    started = time.process_time_ns()
-    for i in range(n):
-        emit(i)
-    return (time.process_time_ns() - started) / n
+    run = deliver_ours(api, n, users, use_batch=False, timeout=120)
+    if not run.ok:
+        raise RuntimeError(f"{api}: {run.detail}")
+    return run.cpu_ns
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(repeats):  # the rows take turns
         for api in APIS:
             row = samples[api]
-            row["baseline"].append(baseline(n))
+            row["baseline"].append(baseline_cpu_ns(n)[0])
             for column, value in phased(api, n, users).items():
                 row[column].append(value)
             row["ordinary"].append(together(api, n, users))
