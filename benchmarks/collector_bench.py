@@ -52,7 +52,6 @@ class CollectorLog:
 
     full: list[Collection] = field(default_factory=list)
     young_ns: int = 0
-    young_count: int = 0
     _started: int = 0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -62,14 +61,13 @@ class CollectorLog:
         ns = time.thread_time_ns() - self._started
         if info["generation"] < 2:
             self.young_ns += ns
-            self.young_count += 1
             return
         survivors = gc.get_objects(generation=2)
         events = sum(1 for obj in survivors if type(obj) is Event)
         self.full.append(Collection(ns, len(survivors), events))
 
 
-def collections_during_delivery(n: int, users: int) -> tuple[CollectorLog, int]:
+def collections_during_delivery(n: int, users: int) -> CollectorLog:
     """Part 1: the collections of one ordinary ``client.track`` delivery of ``n`` events."""
     log = CollectorLog()
     gc.collect()
@@ -80,7 +78,7 @@ def collections_during_delivery(n: int, users: int) -> tuple[CollectorLog, int]:
         gc.callbacks.remove(log)
     if not run.ok:
         raise RuntimeError(f"the delivery failed: {run.detail}")
-    return log, n
+    return log
 
 
 def full_collection_ns() -> int:
@@ -126,9 +124,8 @@ def added_per_event(n: int) -> list[tuple[str, float, float]]:
     """Part 2: ns a held event adds to a full collection, in order and shuffled, by holder."""
     rows = []
     for label, make in HOLDERS.items():
-        shuffled: list[float] = []
-        in_order: list[float] = []
-        for order, sink in (("in order", in_order), ("shuffled", shuffled)):
+        added: dict[str, float] = {}
+        for order in ("in order", "shuffled"):
             gc.collect()
             alone = full_collection_ns()
             churn = []
@@ -139,10 +136,10 @@ def added_per_event(n: int) -> list[tuple[str, float, float]]:
             if order == "shuffled":
                 random.shuffle(held)
             churn.clear()
-            sink.append((full_collection_ns() - alone) / n)
+            added[order] = (full_collection_ns() - alone) / n
             del held
             gc.collect()
-        rows.append((label, in_order[0], shuffled[0]))
+        rows.append((label, added["in order"], added["shuffled"]))
     gc.collect()
     alone = full_collection_ns()
     buffer = bytearray()
@@ -173,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     full_per_event: list[float] = []
     young_per_event: list[float] = []
     for run in range(1, repeats + 1):
-        log, count = collections_during_delivery(n, users)
+        log = collections_during_delivery(n, users)
         for number, collection in enumerate(log.full, 1):
             print(
                 f"| {run} | {number} | {collection.ns / 1e6:.1f} | {collection.survivors:,}"
                 f" | {collection.events:,} |"
             )
-        full_per_event.append(sum(c.ns for c in log.full) / count)
-        young_per_event.append(log.young_ns / count)
+        full_per_event.append(sum(c.ns for c in log.full) / n)
+        young_per_event.append(log.young_ns / n)
     print()
     full, young = Figure.of(full_per_event), Figure.of(young_per_event)
     print(
